@@ -1,0 +1,394 @@
+//! 2-D convolution as im2col + gemm, parallel over the batch.
+//!
+//! Three kernels make the whole family, each the adjoint of the others in one
+//! argument, so autograd can differentiate them again:
+//! - [`conv2d`]`(x, w)`: the forward convolution;
+//! - [`conv2d_input_grad`]`(g, w)`: the adjoint in `x`, which is also
+//!   [`conv_transpose2d`]'s forward;
+//! - [`conv2d_weight_grad`]`(x, g)`: the adjoint in `w`.
+
+use deepgen_tensor::storage::Buffer;
+use rayon::prelude::*;
+
+use crate::gemm::{gemm, MatRef};
+use crate::{Element, Error, Result, Tensor};
+
+/// Stride, zero padding and dilation of a convolution, per spatial axis (y, x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+        }
+    }
+}
+
+impl Conv2dOptions {
+    pub fn new(stride: usize, padding: usize) -> Self {
+        Conv2dOptions {
+            stride: [stride; 2],
+            padding: [padding; 2],
+            dilation: [1, 1],
+        }
+    }
+
+    /// Output size along one axis for input size `n` and kernel size `k`.
+    pub fn out_size(&self, axis: usize, n: usize, k: usize) -> Option<usize> {
+        let span = self.dilation[axis] * (k - 1) + 1;
+        let padded = n + 2 * self.padding[axis];
+        (self.stride[axis] > 0 && k > 0 && padded >= span).then(|| (padded - span) / self.stride[axis] + 1)
+    }
+}
+
+/// Sizes of one convolution: input [n, c, h, w], weight [o, c, kh, kw], output [n, o, oh, ow].
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    opts: Conv2dOptions,
+}
+
+impl Geom {
+    fn new(op: &'static str, x: [usize; 4], wt: [usize; 4], opts: Conv2dOptions) -> Result<Geom> {
+        let [n, c, h, w] = x;
+        let [o, c2, kh, kw] = wt;
+        let bad = |msg: String| Error::Invalid { op, shape: x.to_vec(), msg };
+        if c != c2 {
+            return Err(bad(format!("input has {c} channels, weight {wt:?} expects {c2}")));
+        }
+        if opts.stride.contains(&0) || opts.dilation.contains(&0) {
+            return Err(bad(format!("stride and dilation must be positive: {opts:?}")));
+        }
+        let (Some(oh), Some(ow)) = (opts.out_size(0, h, kh), opts.out_size(1, w, kw)) else {
+            return Err(bad(format!("kernel {kh}x{kw} does not fit the padded input ({opts:?})")));
+        };
+        Ok(Geom { n, c, h, w, o, kh, kw, oh, ow, opts })
+    }
+
+    fn ckk(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn chw(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// For kernel column `kj` (and the same for rows): the output positions
+    /// `lo..hi` whose input position `ox * s + kj * d - p` lies inside `0..w`,
+    /// and that input position's offset `kj * d - p`.
+    fn span(&self, axis: usize, kj: usize) -> (usize, usize, isize) {
+        let (s, d, p) = (self.opts.stride[axis], self.opts.dilation[axis], self.opts.padding[axis]);
+        let (size, out) = if axis == 0 { (self.h, self.oh) } else { (self.w, self.ow) };
+        let off = (kj * d) as isize - p as isize;
+        let lo = if off < 0 { ((-off) as usize).div_ceil(s) } else { 0 };
+        let hi = if (size as isize) <= off {
+            0
+        } else {
+            ((size as isize - 1 - off) as usize / s + 1).min(out)
+        };
+        (lo.min(hi), hi, off)
+    }
+}
+
+fn shape4(op: &'static str, t: &Tensor<impl Element>) -> Result<[usize; 4]> {
+    t.shape().try_into().map_err(|_| Error::Invalid {
+        op,
+        shape: t.shape().to_vec(),
+        msg: "expected a 4-D tensor".into(),
+    })
+}
+
+/// Unfolds one image [c, h, w] into columns [c * kh * kw, oh * ow].
+fn im2col<T: Element>(g: &Geom, x: &[T], col: &mut [T]) {
+    let (ohw, sw) = (g.ohw(), g.opts.stride[1]);
+    for c in 0..g.c {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            let (ylo, yhi, yoff) = g.span(0, ki);
+            for kj in 0..g.kw {
+                let (xlo, xhi, xoff) = g.span(1, kj);
+                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * ohw..][..ohw];
+                for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
+                    if oy < ylo || oy >= yhi {
+                        dst.fill(T::zero());
+                        continue;
+                    }
+                    let iy = (oy * g.opts.stride[0]) as isize + yoff;
+                    let src = &plane[iy as usize * g.w..][..g.w];
+                    dst[..xlo].fill(T::zero());
+                    dst[xhi..].fill(T::zero());
+                    if sw == 1 {
+                        let start = (xlo as isize + xoff) as usize;
+                        dst[xlo..xhi].copy_from_slice(&src[start..start + xhi - xlo]);
+                    } else {
+                        for (ox, d) in dst.iter_mut().enumerate().take(xhi).skip(xlo) {
+                            *d = src[((ox * sw) as isize + xoff) as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Folds columns [c * kh * kw, oh * ow] back into one image [c, h, w],
+/// adding overlapping contributions. `x` must start zeroed.
+fn col2im<T: Element>(g: &Geom, col: &[T], x: &mut [T]) {
+    let (ohw, sw) = (g.ohw(), g.opts.stride[1]);
+    for c in 0..g.c {
+        let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            let (ylo, yhi, yoff) = g.span(0, ki);
+            for kj in 0..g.kw {
+                let (xlo, xhi, xoff) = g.span(1, kj);
+                let row = &col[((c * g.kh + ki) * g.kw + kj) * ohw..][..ohw];
+                for oy in ylo..yhi {
+                    let iy = (oy * g.opts.stride[0]) as isize + yoff;
+                    let dst = &mut plane[iy as usize * g.w..][..g.w];
+                    let src = &row[oy * g.ow..][..g.ow];
+                    if sw == 1 {
+                        let start = (xlo as isize + xoff) as usize;
+                        for (d, &s) in dst[start..start + xhi - xlo].iter_mut().zip(&src[xlo..xhi]) {
+                            *d = *d + s;
+                        }
+                    } else {
+                        for ox in xlo..xhi {
+                            let d = &mut dst[((ox * sw) as isize + xoff) as usize];
+                            *d = *d + src[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Images per rayon task: a few tasks per thread, for balance on a noisy machine.
+fn images_per_task(n: usize) -> usize {
+    n.div_ceil(rayon::current_num_threads() * 2).max(1)
+}
+
+/// Convolution (cross-correlation, as PyTorch): x [n, c, h, w], w [o, c, kh, kw] -> [n, o, oh, ow].
+pub fn conv2d<T: Element>(x: &Tensor<T>, w: &Tensor<T>, opts: Conv2dOptions) -> Result<Tensor<T>> {
+    let g = Geom::new("conv2d", shape4("conv2d", x)?, shape4("conv2d", w)?, opts)?;
+    let (x, w) = (x.contiguous(), w.contiguous());
+    let (xs, ws) = (x.as_slice().expect("contiguous"), w.as_slice().expect("contiguous"));
+    let per_out = g.o * g.ohw();
+    let mut out = Buffer::for_overwrite(g.n * per_out);
+    let step = images_per_task(g.n);
+    if per_out > 0 {
+        out.par_chunks_mut(step * per_out).enumerate().for_each(|(t, ys)| {
+            let mut col = Buffer::for_overwrite(g.ckk() * g.ohw());
+            for (i, y) in ys.chunks_exact_mut(per_out).enumerate() {
+                let img = t * step + i;
+                im2col(&g, &xs[img * g.chw()..][..g.chw()], &mut col);
+                // y [o, ohw] = w [o, ckk] @ col [ckk, ohw]
+                gemm(
+                    g.o,
+                    g.ckk(),
+                    g.ohw(),
+                    T::one(),
+                    MatRef::row_major(ws, 0, g.ckk()),
+                    MatRef::row_major(&col, 0, g.ohw()),
+                    T::zero(),
+                    y,
+                    g.ohw(),
+                );
+            }
+        });
+    }
+    Tensor::from_buffer(out, &[g.n, g.o, g.oh, g.ow])
+}
+
+/// The adjoint of [`conv2d`] in its input: gy [n, o, oh, ow], w [o, c, kh, kw]
+/// -> [n, c, h, w] for the input size `input_hw` (which fixes the ambiguity
+/// of strided convolutions).
+pub fn conv2d_input_grad<T: Element>(
+    gy: &Tensor<T>,
+    w: &Tensor<T>,
+    opts: Conv2dOptions,
+    input_hw: [usize; 2],
+) -> Result<Tensor<T>> {
+    let [n, o, oh, ow] = shape4("conv2d_input_grad", gy)?;
+    let [o2, c, kh, kw] = shape4("conv2d_input_grad", w)?;
+    let g = Geom::new("conv2d_input_grad", [n, c, input_hw[0], input_hw[1]], [o2, c, kh, kw], opts)?;
+    if o != o2 || g.oh != oh || g.ow != ow {
+        return Err(Error::ShapeMismatch {
+            op: "conv2d_input_grad",
+            lhs: gy.shape().to_vec(),
+            rhs: vec![n, o2, g.oh, g.ow],
+        });
+    }
+    let (gy, w) = (gy.contiguous(), w.contiguous());
+    let (gs, ws) = (gy.as_slice().expect("contiguous"), w.as_slice().expect("contiguous"));
+    let per_in = g.chw();
+    let mut out = Buffer::for_overwrite(n * per_in);
+    let step = images_per_task(n);
+    if per_in > 0 {
+        out.par_chunks_mut(step * per_in).enumerate().for_each(|(t, xs)| {
+            let mut col = Buffer::for_overwrite(g.ckk() * g.ohw());
+            for (i, x) in xs.chunks_exact_mut(per_in).enumerate() {
+                let img = t * step + i;
+                // col [ckk, ohw] = w^T [ckk, o] @ gy [o, ohw]
+                gemm(
+                    g.ckk(),
+                    g.o,
+                    g.ohw(),
+                    T::one(),
+                    MatRef::row_major(ws, 0, g.ckk()).t(),
+                    MatRef::row_major(gs, img * g.o * g.ohw(), g.ohw()),
+                    T::zero(),
+                    &mut col,
+                    g.ohw(),
+                );
+                x.fill(T::zero());
+                col2im(&g, &col, x);
+            }
+        });
+    }
+    Tensor::from_buffer(out, &[n, c, input_hw[0], input_hw[1]])
+}
+
+/// The adjoint of [`conv2d`] in its weight: x [n, c, h, w], gy [n, o, oh, ow]
+/// -> [o, c, kh, kw] for the kernel size `kernel_hw`.
+pub fn conv2d_weight_grad<T: Element>(
+    x: &Tensor<T>,
+    gy: &Tensor<T>,
+    opts: Conv2dOptions,
+    kernel_hw: [usize; 2],
+) -> Result<Tensor<T>> {
+    let xs4 = shape4("conv2d_weight_grad", x)?;
+    let [n, o, oh, ow] = shape4("conv2d_weight_grad", gy)?;
+    let g = Geom::new("conv2d_weight_grad", xs4, [o, xs4[1], kernel_hw[0], kernel_hw[1]], opts)?;
+    if n != g.n || g.oh != oh || g.ow != ow {
+        return Err(Error::ShapeMismatch {
+            op: "conv2d_weight_grad",
+            lhs: gy.shape().to_vec(),
+            rhs: vec![g.n, o, g.oh, g.ow],
+        });
+    }
+    let (x, gy) = (x.contiguous(), gy.contiguous());
+    let (xs, gs) = (x.as_slice().expect("contiguous"), gy.as_slice().expect("contiguous"));
+    let size = g.o * g.ckk();
+    let step = images_per_task(n);
+    // One partial sum per task, added up at the end.
+    let partials: Vec<Buffer<T>> = (0..n.div_ceil(step))
+        .into_par_iter()
+        .map(|t| {
+            let mut acc = Buffer::filled(size, T::zero());
+            let mut col = Buffer::for_overwrite(g.ckk() * g.ohw());
+            for img in t * step..((t + 1) * step).min(n) {
+                im2col(&g, &xs[img * g.chw()..][..g.chw()], &mut col);
+                // acc [o, ckk] += gy [o, ohw] @ col^T [ohw, ckk]
+                gemm(
+                    g.o,
+                    g.ohw(),
+                    g.ckk(),
+                    T::one(),
+                    MatRef::row_major(gs, img * g.o * g.ohw(), g.ohw()),
+                    MatRef::row_major(&col, 0, g.ohw()).t(),
+                    T::one(),
+                    &mut acc,
+                    g.ckk(),
+                );
+            }
+            acc
+        })
+        .collect();
+    let mut out = Buffer::filled(size, T::zero());
+    for p in &partials {
+        for (o, &v) in out.iter_mut().zip(p.iter()) {
+            *o = *o + v;
+        }
+    }
+    Tensor::from_buffer(out, &[g.o, g.c, g.kh, g.kw])
+}
+
+/// Transposed convolution, PyTorch's conv_transpose2d: x [n, c_in, h, w],
+/// w [c_in, c_out, kh, kw] -> [n, c_out, h', w'] with
+/// h' = (h - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1.
+pub fn conv_transpose2d<T: Element>(
+    x: &Tensor<T>,
+    w: &Tensor<T>,
+    opts: Conv2dOptions,
+    output_padding: [usize; 2],
+) -> Result<Tensor<T>> {
+    let out_hw = conv_transpose2d_out_hw(x.shape(), w.shape(), opts, output_padding)?;
+    conv2d_input_grad(x, w, opts, out_hw)
+}
+
+/// Output size of [`conv_transpose2d`], checked.
+pub fn conv_transpose2d_out_hw(
+    x: &[usize],
+    w: &[usize],
+    opts: Conv2dOptions,
+    output_padding: [usize; 2],
+) -> Result<[usize; 2]> {
+    let bad = |msg: String| Error::Invalid {
+        op: "conv_transpose2d",
+        shape: x.to_vec(),
+        msg,
+    };
+    let (&[_, _, h, wd], &[_, _, kh, kw]) = (x, w) else {
+        return Err(bad(format!("expected 4-D input and weight, got weight {w:?}")));
+    };
+    let mut out = [0; 2];
+    for (axis, (n, k)) in [(h, kh), (wd, kw)].into_iter().enumerate() {
+        let (s, p, d, op) = (opts.stride[axis], opts.padding[axis], opts.dilation[axis], output_padding[axis]);
+        if op >= s && op >= d {
+            return Err(bad(format!("output_padding {op} must be smaller than stride {s} or dilation {d}")));
+        }
+        let full = (n.max(1) - 1) * s + d * (k.max(1) - 1) + op + 1;
+        if n == 0 || k == 0 || full <= 2 * p {
+            return Err(bad(format!("output would be empty ({opts:?}, kernel {kh}x{kw})")));
+        }
+        out[axis] = full - 2 * p;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv2d_sums_a_window() {
+        let x = Tensor::<f64>::from_vec((0..16).map(|i| i as f64).collect(), &[1, 1, 4, 4]).unwrap();
+        let w = Tensor::<f64>::ones(&[1, 1, 2, 2]);
+        let y = conv2d(&x, &w, Conv2dOptions::new(2, 0)).unwrap();
+        assert_eq!(y.to_vec(), vec![10., 18., 42., 50.]);
+        let y = conv2d(&x, &w, Conv2dOptions::new(1, 1)).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 5, 5]);
+        assert_eq!(y.get(&[0, 0, 0, 0]).unwrap(), 0.0);
+        assert_eq!(y.get(&[0, 0, 4, 4]).unwrap(), 15.0);
+    }
+
+    #[test]
+    fn bad_geometry_is_an_error() {
+        let x = Tensor::<f32>::zeros(&[1, 2, 3, 3]);
+        assert!(conv2d(&x, &Tensor::zeros(&[4, 3, 3, 3]), Conv2dOptions::default()).is_err());
+        assert!(conv2d(&x, &Tensor::zeros(&[4, 2, 5, 5]), Conv2dOptions::default()).is_err());
+        assert!(conv2d(&Tensor::<f32>::zeros(&[2, 3]), &Tensor::zeros(&[4, 2, 5, 5]), Conv2dOptions::default()).is_err());
+        let o = Conv2dOptions::new(2, 1);
+        assert!(conv_transpose2d(&x, &Tensor::zeros(&[2, 3, 4, 4]), o, [2, 0]).is_err());
+        let y = conv_transpose2d(&x, &Tensor::zeros(&[2, 3, 4, 4]), o, [1, 0]).unwrap();
+        assert_eq!(y.shape(), &[1, 3, 7, 6]);
+    }
+}

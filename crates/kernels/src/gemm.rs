@@ -1,0 +1,225 @@
+//! Matrix products through matrixmultiply, on any strides.
+
+use deepgen_tensor::storage::Buffer;
+use deepgen_tensor::{broadcast_shapes, DType, Layout};
+use rayon::prelude::*;
+
+use crate::{Element, Error, Result, Tensor};
+
+/// Products with fewer multiply-adds than this run on one thread.
+const GEMM_PAR_WORK: usize = 1 << 21;
+
+/// A read-only strided matrix inside a slice: element (i, j) is
+/// `data[offset + i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    pub data: &'a [T],
+    pub offset: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A row-major matrix with `cols` columns starting at `offset`.
+    pub fn row_major(data: &'a [T], offset: usize, cols: usize) -> Self {
+        MatRef { data, offset, rs: cols, cs: 1 }
+    }
+
+    /// The transpose, as a view.
+    pub fn t(self) -> Self {
+        MatRef { rs: self.cs, cs: self.rs, ..self }
+    }
+
+    fn check(&self, rows: usize, cols: usize) {
+        if rows > 0 && cols > 0 {
+            let last = self.offset + (rows - 1) * self.rs + (cols - 1) * self.cs;
+            assert!(last < self.data.len(), "gemm operand reaches {last} of {}", self.data.len());
+        }
+    }
+
+    fn row_block(self, start: usize) -> Self {
+        MatRef { offset: self.offset + start * self.rs, ..self }
+    }
+}
+
+/// C = alpha * A B + beta * C on one thread, with A [m, k], B [k, n] strided
+/// and C row-major with row stride `ldc`. With beta = 0, C's old values are
+/// ignored (NaN included).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    a.check(m, k);
+    b.check(k, n);
+    assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "gemm output too small");
+    if k == 0 {
+        for row in c.chunks_mut(ldc).take(m) {
+            for v in &mut row[..n] {
+                *v = if beta == T::zero() { T::zero() } else { *v * beta };
+            }
+        }
+        return;
+    }
+    let (ap, bp, cp) = (
+        a.data[a.offset..].as_ptr(),
+        b.data[b.offset..].as_ptr(),
+        c.as_mut_ptr(),
+    );
+    let (rsa, csa, rsb, csb) = (a.rs as isize, a.cs as isize, b.rs as isize, b.cs as isize);
+    // SAFETY: the checks above keep every element of A, B and C inside their
+    // slices; T is f32 or f64 as DTYPE says (Element is sealed), so the
+    // pointer casts are identities.
+    unsafe {
+        match T::DTYPE {
+            DType::F32 => matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                alpha.as_f64() as f32,
+                ap.cast(),
+                rsa,
+                csa,
+                bp.cast(),
+                rsb,
+                csb,
+                beta.as_f64() as f32,
+                cp.cast(),
+                ldc as isize,
+                1,
+            ),
+            DType::F64 => matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                alpha.as_f64(),
+                ap.cast(),
+                rsa,
+                csa,
+                bp.cast(),
+                rsb,
+                csb,
+                beta.as_f64(),
+                cp.cast(),
+                ldc as isize,
+                1,
+            ),
+        }
+    }
+}
+
+/// [`gemm`], split into row blocks over rayon when the product is large.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_par<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    let threads = rayon::current_num_threads();
+    if threads < 2 || m * k * n < GEMM_PAR_WORK || m < 16 {
+        return gemm(m, k, n, alpha, a, b, beta, c, ldc);
+    }
+    // Row blocks that are multiples of the 8-row micro-kernel height.
+    let rows = m.div_ceil(threads).div_ceil(8) * 8;
+    c[..m * ldc]
+        .par_chunks_mut(rows * ldc)
+        .enumerate()
+        .for_each(|(i, block)| {
+            let r = block.len() / ldc;
+            gemm(r, k, n, alpha, a.row_block(i * rows), b, beta, block, ldc);
+        });
+}
+
+/// Matrix product of the last two axes, `[.., m, k] @ [.., k, n] -> [.., m, n]`,
+/// with the leading (batch) axes broadcast. Operands may be any views:
+/// a transposed operand costs no copy.
+pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    let mismatch = || Error::ShapeMismatch {
+        op: "matmul",
+        lhs: a.shape().to_vec(),
+        rhs: b.shape().to_vec(),
+    };
+    if a.rank() < 2 || b.rank() < 2 {
+        return Err(mismatch());
+    }
+    let (ra, rb) = (a.rank(), b.rank());
+    let (m, k, k2, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 2], b.shape()[rb - 1]);
+    if k != k2 {
+        return Err(mismatch());
+    }
+    let batch = broadcast_shapes("matmul", &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+    let a = a.broadcast_to(&[batch.as_slice(), &[m, k]].concat())?;
+    let b = b.broadcast_to(&[batch.as_slice(), &[k, n]].concat())?;
+    let nb: usize = batch.iter().product();
+    let out_shape = [batch.as_slice(), &[m, n]].concat();
+    let mut out = Buffer::for_overwrite(nb * m * n);
+    let r = batch.len();
+    let a_batch = Layout::new(batch.clone(), a.strides()[..r].to_vec(), a.layout().offset());
+    let b_batch = Layout::new(batch.clone(), b.strides()[..r].to_vec(), b.layout().offset());
+    fn mat<T: Element>(t: &Tensor<T>, offset: usize, r: usize) -> MatRef<'_, T> {
+        MatRef {
+            data: t.storage(),
+            offset,
+            rs: t.strides()[r],
+            cs: t.strides()[r + 1],
+        }
+    }
+    let one = |i: usize, c: &mut [T], par: bool| {
+        let (am, bm) = (mat(&a, a_batch.position_of_flat(i), r), mat(&b, b_batch.position_of_flat(i), r));
+        if par {
+            gemm_par(m, k, n, T::one(), am, bm, T::zero(), c, n);
+        } else {
+            gemm(m, k, n, T::one(), am, bm, T::zero(), c, n);
+        }
+    };
+    if m * n == 0 {
+        return Tensor::from_buffer(out, &out_shape);
+    }
+    if nb > 1 && nb * m * k * n >= GEMM_PAR_WORK {
+        out.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| one(i, c, false));
+    } else {
+        for (i, c) in out.chunks_mut(m * n).enumerate() {
+            one(i, c, true);
+        }
+    }
+    Tensor::from_buffer(out, &out_shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_of_transposed_views_matches_the_definition() {
+        let a = Tensor::<f64>::from_vec((0..6).map(|i| i as f64).collect(), &[3, 2]).unwrap();
+        let at = a.transpose(0, 1).unwrap(); // [2, 3]
+        let c = matmul(&at, &a).unwrap(); // [2, 2]
+        assert_eq!(c.to_vec(), vec![20., 26., 26., 35.]);
+        assert!(matmul(&a, &a).is_err());
+    }
+
+    #[test]
+    fn batched_matmul_broadcasts_the_batch() {
+        let a = Tensor::<f32>::ones(&[4, 2, 3]);
+        let b = Tensor::<f32>::ones(&[3, 5]);
+        let c = matmul(&a, &b).unwrap();
+        assert_eq!(c.shape(), &[4, 2, 5]);
+        assert!(c.to_vec().iter().all(|&v| v == 3.0));
+    }
+}
