@@ -1,0 +1,8 @@
+//! The differentiable ops, one family per file; each op's backward sits
+//! beside its forward and is written in Var ops.
+
+mod conv;
+mod elementwise;
+mod linalg;
+mod reduce;
+mod shape;
