@@ -5,6 +5,9 @@ use std::collections::{HashMap, HashSet};
 use crate::grad_mode::NoGradGuard;
 use crate::{Element, Error, Result, Tensor, Var};
 
+/// Each reached target, by node id: the node and its gradient.
+type Reached<T> = HashMap<usize, (Var<T>, Var<T>)>;
+
 enum Targets<'a> {
     /// Every leaf that requires a gradient (`backward`).
     Leaves,
@@ -54,13 +57,16 @@ fn run<T: Element>(
     seeds: Vec<Var<T>>,
     targets: Targets,
     create_graph: bool,
-) -> Result<HashMap<usize, (Var<T>, Var<T>)>> {
+) -> Result<Reached<T>> {
     let _mode = NoGradGuard::set(create_graph);
     let order = topo_order(outputs);
     // Which nodes lead to a target: only their rules need to run.
     let mut reaches: HashSet<usize> = HashSet::new();
     for v in &order {
-        let via_inputs = v.0.grad_fn.as_ref().is_some_and(|gf| gf.inputs.iter().any(|i| reaches.contains(&i.id())));
+        let via_inputs =
+            v.0.grad_fn
+                .as_ref()
+                .is_some_and(|gf| gf.inputs.iter().any(|i| reaches.contains(&i.id())));
         if targets.contains(v) || via_inputs {
             reaches.insert(v.id());
         }
@@ -71,12 +77,18 @@ fn run<T: Element>(
     }
     let mut found = HashMap::new();
     for v in order.iter().rev() {
-        let Some(g) = grads.remove(&v.id()) else { continue };
+        let Some(g) = grads.remove(&v.id()) else {
+            continue;
+        };
         if targets.contains(v) {
             found.insert(v.id(), (v.clone(), g.clone()));
         }
         let Some(gf) = &v.0.grad_fn else { continue };
-        let needs: Vec<bool> = gf.inputs.iter().map(|i| i.requires_grad() && reaches.contains(&i.id())).collect();
+        let needs: Vec<bool> = gf
+            .inputs
+            .iter()
+            .map(|i| i.requires_grad() && reaches.contains(&i.id()))
+            .collect();
         if !needs.contains(&true) {
             continue;
         }
@@ -88,7 +100,9 @@ fn run<T: Element>(
         };
         let input_grads = (gf.backward)(&ctx)?;
         for ((input, gi), &need) in gf.inputs.iter().zip(input_grads).zip(&needs) {
-            let Some(gi) = gi.filter(|_| need) else { continue };
+            let Some(gi) = gi.filter(|_| need) else {
+                continue;
+            };
             if gi.shape() != input.shape() {
                 return Err(Error::GradShape {
                     what: format!("backward of {} (input gradient)", gf.name),
@@ -102,7 +116,11 @@ fn run<T: Element>(
     Ok(found)
 }
 
-fn accumulate<T: Element>(grads: &mut HashMap<usize, Var<T>>, node: &Var<T>, g: Var<T>) -> Result<()> {
+fn accumulate<T: Element>(
+    grads: &mut HashMap<usize, Var<T>>,
+    node: &Var<T>,
+    g: Var<T>,
+) -> Result<()> {
     let sum = match grads.remove(&node.id()) {
         Some(old) => old.add(&g)?,
         None => g,
@@ -121,7 +139,11 @@ fn ones_seed<T: Element>(out: &Var<T>) -> Result<Var<T>> {
 /// Gradients of the sum of `outputs` (each with one element) with respect to
 /// `inputs`. With `create_graph` the gradients are recorded Vars that can be
 /// differentiated again. Inputs the outputs do not depend on get zeros.
-pub fn grad<T: Element>(outputs: &[Var<T>], inputs: &[Var<T>], create_graph: bool) -> Result<Vec<Var<T>>> {
+pub fn grad<T: Element>(
+    outputs: &[Var<T>],
+    inputs: &[Var<T>],
+    create_graph: bool,
+) -> Result<Vec<Var<T>>> {
     let seeds = outputs.iter().map(ones_seed).collect::<Result<Vec<_>>>()?;
     grad_with(outputs, seeds, inputs, create_graph)
 }
@@ -173,7 +195,12 @@ impl<T: Element> Var<T> {
                 want: self.shape(),
             });
         }
-        let found = run(std::slice::from_ref(self), vec![grad], Targets::Leaves, false)?;
+        let found = run(
+            std::slice::from_ref(self),
+            vec![grad],
+            Targets::Leaves,
+            false,
+        )?;
         for (leaf, g) in found.into_values() {
             leaf.accumulate_grad(g.value())?;
         }

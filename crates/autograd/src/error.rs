@@ -3,7 +3,9 @@
 pub enum Error {
     #[error(transparent)]
     Tensor(#[from] deepgen_tensor::Error),
-    #[error("backward: output has shape {shape:?}; only a one-element output has an implicit gradient")]
+    #[error(
+        "backward: output has shape {shape:?}; only a one-element output has an implicit gradient"
+    )]
     NonScalarOutput { shape: Vec<usize> },
     #[error("grad: {what} has shape {got:?}, expected {want:?}")]
     GradShape {

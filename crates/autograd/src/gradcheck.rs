@@ -69,7 +69,13 @@ pub fn check(case: &Case, seed: u64) -> [Report; 2] {
     let inputs = (case.inputs)(&mut rng);
     let shapes = inputs
         .iter()
-        .map(|t| format!("{:?}{}", t.shape(), if t.is_contiguous() { "" } else { "*" }))
+        .map(|t| {
+            format!(
+                "{:?}{}",
+                t.shape(),
+                if t.is_contiguous() { "" } else { "*" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ");
     let elements = inputs.iter().map(|t| t.numel()).sum();
@@ -99,7 +105,10 @@ fn leaves(inputs: &[Tensor<f64>]) -> Vec<Var<f64>> {
 }
 
 fn weights_like(shapes: &[Vec<usize>], rng: &mut ChaCha8Rng) -> Vec<Var<f64>> {
-    shapes.iter().map(|s| Var::constant(Tensor::randn(s, 0.0, 1.0, rng))).collect()
+    shapes
+        .iter()
+        .map(|s| Var::constant(Tensor::randn(s, 0.0, 1.0, rng)))
+        .collect()
 }
 
 /// Σ_i Σ w_i ⊙ v_i as a rank-0 Var.
@@ -168,7 +177,10 @@ fn perturbed(t: &Tensor<f64>, j: usize, delta: f64) -> Result<Tensor<f64>> {
 
 /// Prints the reports as a table and returns how many failed.
 pub fn print_table(reports: &[Report]) -> usize {
-    println!("{:<28} {:>5} {:>10} {:>12}  {:<6} inputs", "op", "order", "elements", "max error", "result");
+    println!(
+        "{:<28} {:>5} {:>10} {:>12}  {:<6} inputs",
+        "op", "order", "elements", "max error", "result"
+    );
     let mut failed = 0;
     for r in reports {
         let verdict = if r.passed { "pass" } else { "FAIL" };

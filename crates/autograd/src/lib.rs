@@ -13,8 +13,8 @@
 
 mod engine;
 mod error;
-pub mod gradcheck;
 mod grad_mode;
+pub mod gradcheck;
 mod ops;
 mod var;
 

@@ -32,7 +32,9 @@ fn a_wrong_backward_rule_fails_the_check() {
         |_| vec![Tensor::from_vec(vec![0.3, -0.7], &[2]).unwrap()],
         |x| {
             let value = deepgen_kernels::mul_scalar(&x[0].value(), 2.0);
-            Ok(Var::from_op("wrong", value, vec![x[0].clone()], |c| Ok(vec![Some(c.grad.clone())])))
+            Ok(Var::from_op("wrong", value, vec![x[0].clone()], |c| {
+                Ok(vec![Some(c.grad.clone())])
+            }))
         },
     );
     let [first, _] = check(&wrong, 0);

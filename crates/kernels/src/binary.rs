@@ -50,7 +50,9 @@ pub fn zip_with<T: Element>(
                 let o = &mut out[io..io + len];
                 match (ra, rb) {
                     (1, 1) => {
-                        for ((o, &x), &y) in o.iter_mut().zip(&sa[ia..ia + len]).zip(&sb[ib..ib + len]) {
+                        for ((o, &x), &y) in
+                            o.iter_mut().zip(&sa[ia..ia + len]).zip(&sb[ib..ib + len])
+                        {
                             *o = f(x, y);
                         }
                     }
@@ -115,11 +117,21 @@ pub fn pow<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
 }
 
 pub fn maximum<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
-    zip_with("maximum", a, b, |x, y| if x >= y || x.is_nan() { x } else { y })
+    zip_with(
+        "maximum",
+        a,
+        b,
+        |x, y| if x >= y || x.is_nan() { x } else { y },
+    )
 }
 
 pub fn minimum<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
-    zip_with("minimum", a, b, |x, y| if x <= y || x.is_nan() { x } else { y })
+    zip_with(
+        "minimum",
+        a,
+        b,
+        |x, y| if x <= y || x.is_nan() { x } else { y },
+    )
 }
 
 /// The share of the gradient of maximum(a, b) that flows to `a`: 1 where
@@ -152,22 +164,36 @@ mod tests {
     #[test]
     fn row_column_and_scalar_broadcasting() {
         let m = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
-        assert_eq!(add(&m, &t(&[10., 20., 30.], &[3])).unwrap().to_vec(), vec![11., 22., 33., 14., 25., 36.]);
-        assert_eq!(mul(&m, &t(&[1., 10.], &[2, 1])).unwrap().to_vec(), vec![1., 2., 3., 40., 50., 60.]);
-        assert_eq!(sub(&t(&[1.], &[]), &m).unwrap().to_vec(), vec![0., -1., -2., -3., -4., -5.]);
+        assert_eq!(
+            add(&m, &t(&[10., 20., 30.], &[3])).unwrap().to_vec(),
+            vec![11., 22., 33., 14., 25., 36.]
+        );
+        assert_eq!(
+            mul(&m, &t(&[1., 10.], &[2, 1])).unwrap().to_vec(),
+            vec![1., 2., 3., 40., 50., 60.]
+        );
+        assert_eq!(
+            sub(&t(&[1.], &[]), &m).unwrap().to_vec(),
+            vec![0., -1., -2., -3., -4., -5.]
+        );
     }
 
     #[test]
     fn mismatched_shapes_name_the_op_and_shapes() {
         let err = add(&Tensor::<f32>::zeros(&[2, 3]), &Tensor::zeros(&[2])).unwrap_err();
-        assert_eq!(err.to_string(), "add: shapes [2, 3] and [2] do not broadcast");
+        assert_eq!(
+            err.to_string(),
+            "add: shapes [2, 3] and [2] do not broadcast"
+        );
     }
 
     #[test]
     fn large_broadcast_takes_the_parallel_path() {
         let rows = 300;
         let cols = PAR_THRESHOLD / 100;
-        let a = Tensor::<f64>::from_vec((0..rows * cols).map(|i| i as f64).collect(), &[rows, cols]).unwrap();
+        let a =
+            Tensor::<f64>::from_vec((0..rows * cols).map(|i| i as f64).collect(), &[rows, cols])
+                .unwrap();
         let b = Tensor::<f64>::from_vec((0..rows).map(|i| i as f64).collect(), &[rows, 1]).unwrap();
         let c = sub(&a, &b).unwrap().to_vec();
         for r in [0, 7, rows - 1] {

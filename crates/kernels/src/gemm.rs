@@ -22,23 +22,39 @@ pub struct MatRef<'a, T> {
 impl<'a, T> MatRef<'a, T> {
     /// A row-major matrix with `cols` columns starting at `offset`.
     pub fn row_major(data: &'a [T], offset: usize, cols: usize) -> Self {
-        MatRef { data, offset, rs: cols, cs: 1 }
+        MatRef {
+            data,
+            offset,
+            rs: cols,
+            cs: 1,
+        }
     }
 
     /// The transpose, as a view.
     pub fn t(self) -> Self {
-        MatRef { rs: self.cs, cs: self.rs, ..self }
+        MatRef {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
     }
 
     fn check(&self, rows: usize, cols: usize) {
         if rows > 0 && cols > 0 {
             let last = self.offset + (rows - 1) * self.rs + (cols - 1) * self.cs;
-            assert!(last < self.data.len(), "gemm operand reaches {last} of {}", self.data.len());
+            assert!(
+                last < self.data.len(),
+                "gemm operand reaches {last} of {}",
+                self.data.len()
+            );
         }
     }
 
     fn row_block(self, start: usize) -> Self {
-        MatRef { offset: self.offset + start * self.rs, ..self }
+        MatRef {
+            offset: self.offset + start * self.rs,
+            ..self
+        }
     }
 }
 
@@ -62,11 +78,18 @@ pub fn gemm<T: Element>(
     }
     a.check(m, k);
     b.check(k, n);
-    assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "gemm output too small");
+    assert!(
+        ldc >= n && (m - 1) * ldc + n <= c.len(),
+        "gemm output too small"
+    );
     if k == 0 {
         for row in c.chunks_mut(ldc).take(m) {
             for v in &mut row[..n] {
-                *v = if beta == T::zero() { T::zero() } else { *v * beta };
+                *v = if beta == T::zero() {
+                    T::zero()
+                } else {
+                    *v * beta
+                };
             }
         }
         return;
@@ -159,7 +182,12 @@ pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
         return Err(mismatch());
     }
     let (ra, rb) = (a.rank(), b.rank());
-    let (m, k, k2, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 2], b.shape()[rb - 1]);
+    let (m, k, k2, n) = (
+        a.shape()[ra - 2],
+        a.shape()[ra - 1],
+        b.shape()[rb - 2],
+        b.shape()[rb - 1],
+    );
     if k != k2 {
         return Err(mismatch());
     }
@@ -170,8 +198,16 @@ pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
     let out_shape = [batch.as_slice(), &[m, n]].concat();
     let mut out = Buffer::for_overwrite(nb * m * n);
     let r = batch.len();
-    let a_batch = Layout::new(batch.clone(), a.strides()[..r].to_vec(), a.layout().offset());
-    let b_batch = Layout::new(batch.clone(), b.strides()[..r].to_vec(), b.layout().offset());
+    let a_batch = Layout::new(
+        batch.clone(),
+        a.strides()[..r].to_vec(),
+        a.layout().offset(),
+    );
+    let b_batch = Layout::new(
+        batch.clone(),
+        b.strides()[..r].to_vec(),
+        b.layout().offset(),
+    );
     fn mat<T: Element>(t: &Tensor<T>, offset: usize, r: usize) -> MatRef<'_, T> {
         MatRef {
             data: t.storage(),
@@ -181,7 +217,10 @@ pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
         }
     }
     let one = |i: usize, c: &mut [T], par: bool| {
-        let (am, bm) = (mat(&a, a_batch.position_of_flat(i), r), mat(&b, b_batch.position_of_flat(i), r));
+        let (am, bm) = (
+            mat(&a, a_batch.position_of_flat(i), r),
+            mat(&b, b_batch.position_of_flat(i), r),
+        );
         if par {
             gemm_par(m, k, n, T::one(), am, bm, T::zero(), c, n);
         } else {
@@ -192,7 +231,9 @@ pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
         return Tensor::from_buffer(out, &out_shape);
     }
     if nb > 1 && nb * m * k * n >= GEMM_PAR_WORK {
-        out.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| one(i, c, false));
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, c)| one(i, c, false));
     } else {
         for (i, c) in out.chunks_mut(m * n).enumerate() {
             one(i, c, true);

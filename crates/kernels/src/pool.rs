@@ -24,7 +24,11 @@ impl Pool2dOptions {
     }
 
     fn geom(&self, op: &'static str, shape: &[usize]) -> Result<PoolGeom> {
-        let bad = |msg: String| Error::Invalid { op, shape: shape.to_vec(), msg };
+        let bad = |msg: String| Error::Invalid {
+            op,
+            shape: shape.to_vec(),
+            msg,
+        };
         let &[n, c, h, w] = shape else {
             return Err(bad("expected a 4-D tensor".into()));
         };
@@ -32,14 +36,27 @@ impl Pool2dOptions {
         for (axis, size) in [h, w].into_iter().enumerate() {
             let (k, s, p) = (self.kernel[axis], self.stride[axis], self.padding[axis]);
             if k == 0 || s == 0 || 2 * p > k {
-                return Err(bad(format!("bad pooling {self:?}: padding must be at most half the kernel")));
+                return Err(bad(format!(
+                    "bad pooling {self:?}: padding must be at most half the kernel"
+                )));
             }
             if size + 2 * p < k {
-                return Err(bad(format!("window {k} does not fit size {size} with padding {p}")));
+                return Err(bad(format!(
+                    "window {k} does not fit size {size} with padding {p}"
+                )));
             }
             out[axis] = (size + 2 * p - k) / s + 1;
         }
-        Ok(PoolGeom { planes: n * c, n, c, h, w, oh: out[0], ow: out[1], opts: *self })
+        Ok(PoolGeom {
+            planes: n * c,
+            n,
+            c,
+            h,
+            w,
+            oh: out[0],
+            ow: out[1],
+            opts: *self,
+        })
     }
 }
 
@@ -66,12 +83,19 @@ impl PoolGeom {
 }
 
 /// Runs `f(plane_index, out_plane)` over output planes, in parallel when large.
-fn per_plane<T: Element>(out: &mut [T], plane: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+fn per_plane<T: Element>(
+    out: &mut [T],
+    plane: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
     if plane == 0 {
         return;
     }
     if work >= PAR_THRESHOLD {
-        out.par_chunks_mut(plane).enumerate().for_each(|(p, o)| f(p, o));
+        out.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(p, o)| f(p, o));
     } else {
         out.chunks_mut(plane).enumerate().for_each(|(p, o)| f(p, o));
     }
@@ -79,7 +103,10 @@ fn per_plane<T: Element>(out: &mut [T], plane: usize, work: usize, f: impl Fn(us
 
 /// Max over each window: x [n, c, h, w] -> ([n, c, oh, ow], argmax indices),
 /// each index the flat position `y * w + x` inside its input plane (as PyTorch).
-pub fn max_pool2d<T: Element>(x: &Tensor<T>, opts: Pool2dOptions) -> Result<(Tensor<T>, Vec<usize>)> {
+pub fn max_pool2d<T: Element>(
+    x: &Tensor<T>,
+    opts: Pool2dOptions,
+) -> Result<(Tensor<T>, Vec<usize>)> {
     let g = opts.geom("max_pool2d", x.shape())?;
     let x = x.contiguous();
     let xs = x.as_slice().expect("contiguous");
@@ -115,7 +142,11 @@ pub fn max_pool2d<T: Element>(x: &Tensor<T>, opts: Pool2dOptions) -> Result<(Ten
                 .enumerate()
                 .for_each(|(p, (o, ix))| run(p, o, ix));
         } else {
-            for (p, (o, ix)) in out.chunks_mut(plane_out).zip(idx.chunks_mut(plane_out)).enumerate() {
+            for (p, (o, ix)) in out
+                .chunks_mut(plane_out)
+                .zip(idx.chunks_mut(plane_out))
+                .enumerate()
+            {
                 run(p, o, ix);
             }
         }
@@ -126,7 +157,11 @@ pub fn max_pool2d<T: Element>(x: &Tensor<T>, opts: Pool2dOptions) -> Result<(Ten
 /// Adds each element of g [n, c, k...] into the plane position that
 /// `indices` names: out [n, c, plane_hw[0], plane_hw[1]]. The backward of
 /// max_pool2d; its own adjoint is [`gather_planes`].
-pub fn scatter_add_planes<T: Element>(g: &Tensor<T>, indices: &[usize], plane_hw: [usize; 2]) -> Result<Tensor<T>> {
+pub fn scatter_add_planes<T: Element>(
+    g: &Tensor<T>,
+    indices: &[usize],
+    plane_hw: [usize; 2],
+) -> Result<Tensor<T>> {
     let shape = g.shape();
     if shape.len() < 2 || indices.len() != g.numel() {
         return Err(Error::Invalid {
@@ -135,17 +170,28 @@ pub fn scatter_add_planes<T: Element>(g: &Tensor<T>, indices: &[usize], plane_hw
             msg: format!("{} indices for {} elements", indices.len(), g.numel()),
         });
     }
-    let (planes, per) = (shape[0] * shape[1], g.numel() / (shape[0] * shape[1]).max(1));
+    let (planes, per) = (
+        shape[0] * shape[1],
+        g.numel() / (shape[0] * shape[1]).max(1),
+    );
     let plane = plane_hw[0] * plane_hw[1];
     if let Some(&bad) = indices.iter().find(|&&i| i >= plane) {
-        return Err(Error::Index { op: "scatter_add_planes", index: bad, len: plane, shape: shape.to_vec() });
+        return Err(Error::Index {
+            op: "scatter_add_planes",
+            index: bad,
+            len: plane,
+            shape: shape.to_vec(),
+        });
     }
     let g = g.contiguous();
     let gs = g.as_slice().expect("contiguous");
     let mut out = Buffer::for_overwrite(planes * plane);
     per_plane(&mut out, plane, g.numel(), |p, o| {
         o.fill(T::zero());
-        for (&i, &v) in indices[p * per..(p + 1) * per].iter().zip(&gs[p * per..(p + 1) * per]) {
+        for (&i, &v) in indices[p * per..(p + 1) * per]
+            .iter()
+            .zip(&gs[p * per..(p + 1) * per])
+        {
             o[i] = o[i] + v;
         }
     });
@@ -154,15 +200,29 @@ pub fn scatter_add_planes<T: Element>(g: &Tensor<T>, indices: &[usize], plane_hw
 
 /// Reads x [n, c, h, w] at the plane positions `indices` (laid out as
 /// `out_shape` = [n, c, ...]): the adjoint of [`scatter_add_planes`].
-pub fn gather_planes<T: Element>(x: &Tensor<T>, indices: &[usize], out_shape: &[usize]) -> Result<Tensor<T>> {
+pub fn gather_planes<T: Element>(
+    x: &Tensor<T>,
+    indices: &[usize],
+    out_shape: &[usize],
+) -> Result<Tensor<T>> {
     let numel: usize = out_shape.iter().product();
     let xs4 = x.shape();
-    if xs4.len() != 4 || out_shape.len() < 2 || out_shape[..2] != xs4[..2] || indices.len() != numel {
-        return Err(Error::ShapeMismatch { op: "gather_planes", lhs: xs4.to_vec(), rhs: out_shape.to_vec() });
+    if xs4.len() != 4 || out_shape.len() < 2 || out_shape[..2] != xs4[..2] || indices.len() != numel
+    {
+        return Err(Error::ShapeMismatch {
+            op: "gather_planes",
+            lhs: xs4.to_vec(),
+            rhs: out_shape.to_vec(),
+        });
     }
     let plane = xs4[2] * xs4[3];
     if let Some(&bad) = indices.iter().find(|&&i| i >= plane) {
-        return Err(Error::Index { op: "gather_planes", index: bad, len: plane, shape: xs4.to_vec() });
+        return Err(Error::Index {
+            op: "gather_planes",
+            index: bad,
+            len: plane,
+            shape: xs4.to_vec(),
+        });
     }
     let per = numel / (out_shape[0] * out_shape[1]).max(1);
     let x = x.contiguous();
@@ -204,27 +264,36 @@ pub fn avg_pool2d<T: Element>(x: &Tensor<T>, opts: Pool2dOptions) -> Result<Tens
 
 /// The adjoint of [`avg_pool2d`]: spreads gy [n, c, oh, ow] evenly over each
 /// window of an input of shape `input_shape`.
-pub fn avg_pool2d_backward<T: Element>(gy: &Tensor<T>, opts: Pool2dOptions, input_shape: &[usize]) -> Result<Tensor<T>> {
+pub fn avg_pool2d_backward<T: Element>(
+    gy: &Tensor<T>,
+    opts: Pool2dOptions,
+    input_shape: &[usize],
+) -> Result<Tensor<T>> {
     let g = opts.geom("avg_pool2d_backward", input_shape)?;
     gy.expect_shape("avg_pool2d_backward", &[g.n, g.c, g.oh, g.ow])?;
     let gy = gy.contiguous();
     let gs = gy.as_slice().expect("contiguous");
     let scale = T::one() / T::of((opts.kernel[0] * opts.kernel[1]) as f64);
     let mut out = Buffer::for_overwrite(g.planes * g.h * g.w);
-    per_plane(&mut out, g.h * g.w, gy.numel() * opts.kernel[0] * opts.kernel[1], |p, o| {
-        o.fill(T::zero());
-        let src = &gs[p * g.oh * g.ow..][..g.oh * g.ow];
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let v = src[oy * g.ow + ox] * scale;
-                for iy in g.window(0, oy) {
-                    for ix in g.window(1, ox) {
-                        o[iy * g.w + ix] = o[iy * g.w + ix] + v;
+    per_plane(
+        &mut out,
+        g.h * g.w,
+        gy.numel() * opts.kernel[0] * opts.kernel[1],
+        |p, o| {
+            o.fill(T::zero());
+            let src = &gs[p * g.oh * g.ow..][..g.oh * g.ow];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let v = src[oy * g.ow + ox] * scale;
+                    for iy in g.window(0, oy) {
+                        for ix in g.window(1, ox) {
+                            o[iy * g.w + ix] = o[iy * g.w + ix] + v;
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
     Tensor::from_buffer(out, input_shape)
 }
 
@@ -234,23 +303,43 @@ mod tests {
 
     #[test]
     fn max_pool_picks_window_maxima_and_their_positions() {
-        let x = Tensor::<f64>::from_vec(vec![1., 5., 2., 0., 3., 4., 9., 1., 0., 0., 0., 7., 8., 1., 6., 2.], &[1, 1, 4, 4]).unwrap();
+        let x = Tensor::<f64>::from_vec(
+            vec![
+                1., 5., 2., 0., 3., 4., 9., 1., 0., 0., 0., 7., 8., 1., 6., 2.,
+            ],
+            &[1, 1, 4, 4],
+        )
+        .unwrap();
         let (y, idx) = max_pool2d(&x, Pool2dOptions::new(2)).unwrap();
         assert_eq!(y.to_vec(), vec![5., 9., 8., 7.]);
         assert_eq!(idx, vec![1, 6, 12, 11]);
         let back = scatter_add_planes(&y, &idx, [4, 4]).unwrap();
         assert_eq!(back.get(&[0, 0, 1, 2]).unwrap(), 9.0);
-        assert_eq!(gather_planes(&x, &idx, &[1, 1, 2, 2]).unwrap().to_vec(), y.to_vec());
+        assert_eq!(
+            gather_planes(&x, &idx, &[1, 1, 2, 2]).unwrap().to_vec(),
+            y.to_vec()
+        );
     }
 
     #[test]
     fn avg_pool_counts_padding() {
         let x = Tensor::<f64>::ones(&[1, 1, 2, 2]);
-        let o = Pool2dOptions { kernel: [2, 2], stride: [1, 1], padding: [1, 1] };
+        let o = Pool2dOptions {
+            kernel: [2, 2],
+            stride: [1, 1],
+            padding: [1, 1],
+        };
         let y = avg_pool2d(&x, o).unwrap();
         assert_eq!(y.shape(), &[1, 1, 3, 3]);
         assert_eq!(y.get(&[0, 0, 0, 0]).unwrap(), 0.25);
         assert_eq!(y.get(&[0, 0, 1, 1]).unwrap(), 1.0);
-        assert!(avg_pool2d(&x, Pool2dOptions { padding: [2, 2], ..o }).is_err());
+        assert!(avg_pool2d(
+            &x,
+            Pool2dOptions {
+                padding: [2, 2],
+                ..o
+            }
+        )
+        .is_err());
     }
 }

@@ -124,7 +124,8 @@ fn reduce<T: Element>(
         let shape = x.shape();
         let (first, last) = match (kept.first(), kept.last()) {
             (Some(&f), Some(&l)) => (f, l + 1),
-            _ => (x.rank(), x.rank()),
+            // No kept axes: the whole tensor is one reduced inner run.
+            _ => (0, 0),
         };
         let r1: usize = shape[..first].iter().product();
         let k: usize = shape[first..last].iter().product();
@@ -149,7 +150,10 @@ fn reduce<T: Element>(
         if k > 1 && data.len() >= PAR_THRESHOLD {
             out.par_iter_mut().enumerate().for_each(fill);
         } else if k == 1 && r1 == 1 && data.len() >= PAR_THRESHOLD {
-            let parts: Vec<T> = data.par_chunks(PAR_THRESHOLD).map(|c| kind.slice(c)).collect();
+            let parts: Vec<T> = data
+                .par_chunks(PAR_THRESHOLD)
+                .map(|c| kind.slice(c))
+                .collect();
             out[0] = kind.slice(&parts);
         } else {
             out.iter_mut().enumerate().for_each(fill);
@@ -189,11 +193,19 @@ pub fn reduced_count(shape: &[usize], axes: &[usize]) -> usize {
 pub fn mean<T: Element>(x: &Tensor<T>, axes: &[usize], keepdim: bool) -> Result<Tensor<T>> {
     let axes = normalize_axes("mean", x.shape(), axes)?;
     let n = reduced_count(x.shape(), &axes);
-    Ok(unary::mul_scalar(&sum(x, &axes, keepdim)?, T::one() / T::of(n as f64)))
+    Ok(unary::mul_scalar(
+        &sum(x, &axes, keepdim)?,
+        T::one() / T::of(n as f64),
+    ))
 }
 
 /// Variance over `axes` with Bessel's correction `correction` (1 = unbiased, as PyTorch's default).
-pub fn var<T: Element>(x: &Tensor<T>, axes: &[usize], keepdim: bool, correction: usize) -> Result<Tensor<T>> {
+pub fn var<T: Element>(
+    x: &Tensor<T>,
+    axes: &[usize],
+    keepdim: bool,
+    correction: usize,
+) -> Result<Tensor<T>> {
     let axes = normalize_axes("var", x.shape(), axes)?;
     let n = reduced_count(x.shape(), &axes);
     let centred = binary::sub(x, &mean(x, &axes, true)?)?;
@@ -229,7 +241,12 @@ pub fn argmin<T: Element>(x: &Tensor<T>, axis: usize) -> Result<Vec<usize>> {
     arg_extreme("argmin", x, axis, Kind::Min)
 }
 
-fn arg_extreme<T: Element>(op: &'static str, x: &Tensor<T>, axis: usize, kind: Kind) -> Result<Vec<usize>> {
+fn arg_extreme<T: Element>(
+    op: &'static str,
+    x: &Tensor<T>,
+    axis: usize,
+    kind: Kind,
+) -> Result<Vec<usize>> {
     if axis >= x.rank() || x.shape()[axis] == 0 {
         return Err(Error::Axis {
             op,
@@ -274,12 +291,18 @@ mod tests {
         let v = x.to_vec();
         let s = sum(&x, &[0, 2], false).unwrap();
         for j in 0..3 {
-            let want: f64 = (0..2).flat_map(|i| (0..4).map(move |k| (i, k))).map(|(i, k)| v[i * 12 + j * 4 + k]).sum();
+            let want: f64 = (0..2)
+                .flat_map(|i| (0..4).map(move |k| (i, k)))
+                .map(|(i, k)| v[i * 12 + j * 4 + k])
+                .sum();
             assert_eq!(s.get(&[j]).unwrap(), want);
         }
         let s = sum(&x, &[1], true).unwrap();
         assert_eq!(s.shape(), &[2, 1, 4]);
-        assert_eq!(s.get(&[1, 0, 2]).unwrap(), v[12 + 2] + v[12 + 4 + 2] + v[12 + 8 + 2]);
+        assert_eq!(
+            s.get(&[1, 0, 2]).unwrap(),
+            v[12 + 2] + v[12 + 4 + 2] + v[12 + 8 + 2]
+        );
         assert!(sum(&x, &[3], false).is_err());
     }
 
@@ -292,7 +315,10 @@ mod tests {
         assert_eq!(argmax(&x, 0).unwrap(), vec![1, 0, 0]);
         assert_eq!(argmin(&x, 1).unwrap(), vec![0, 2]);
         let v = var(&x, &[1], false, 1).unwrap().to_vec();
-        assert!((v[0] - 4.0).abs() < 1e-12 && (v[1] - 13.0).abs() < 1e-12, "{v:?}");
+        assert!(
+            (v[0] - 4.0).abs() < 1e-12 && (v[1] - 13.0).abs() < 1e-12,
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -11,7 +11,11 @@ pub fn sum_to<T: Element>(x: &Tensor<T>, shape: &[usize]) -> Result<Tensor<T>> {
     if x.shape() == shape {
         return Ok(x.clone());
     }
-    let err = || Error::Broadcast { op: "sum_to", lhs: x.shape().to_vec(), rhs: shape.to_vec() };
+    let err = || Error::Broadcast {
+        op: "sum_to",
+        lhs: x.shape().to_vec(),
+        rhs: shape.to_vec(),
+    };
     if shape.len() > x.rank() || broadcast_shapes("sum_to", shape, x.shape())? != x.shape() {
         return Err(err());
     }
@@ -23,9 +27,18 @@ pub fn sum_to<T: Element>(x: &Tensor<T>, shape: &[usize]) -> Result<Tensor<T>> {
 }
 
 /// Zero padding along `axis`: `before` zeros, the tensor, `after` zeros. The adjoint of narrow.
-pub fn pad_axis<T: Element>(x: &Tensor<T>, axis: usize, before: usize, after: usize) -> Result<Tensor<T>> {
+pub fn pad_axis<T: Element>(
+    x: &Tensor<T>,
+    axis: usize,
+    before: usize,
+    after: usize,
+) -> Result<Tensor<T>> {
     if axis >= x.rank() {
-        return Err(Error::Axis { op: "pad_axis", axis, shape: x.shape().to_vec() });
+        return Err(Error::Axis {
+            op: "pad_axis",
+            axis,
+            shape: x.shape().to_vec(),
+        });
     }
     let mut shape = x.shape().to_vec();
     let n = shape[axis];
@@ -39,7 +52,8 @@ pub fn pad_axis<T: Element>(x: &Tensor<T>, axis: usize, before: usize, after: us
     if full > 0 {
         for (o, dst) in out.chunks_exact_mut(full).enumerate() {
             dst[..before * inner].fill(T::zero());
-            dst[before * inner..before * inner + part].copy_from_slice(&src[o * part..(o + 1) * part]);
+            dst[before * inner..before * inner + part]
+                .copy_from_slice(&src[o * part..(o + 1) * part]);
             dst[before * inner + part..].fill(T::zero());
         }
     }
@@ -49,7 +63,12 @@ pub fn pad_axis<T: Element>(x: &Tensor<T>, axis: usize, before: usize, after: us
 
 /// out = zeros with `len` along `axis`; out[.., indices[j], ..] += x[.., j, ..].
 /// The adjoint of index_select.
-pub fn index_add<T: Element>(x: &Tensor<T>, axis: usize, indices: &[usize], len: usize) -> Result<Tensor<T>> {
+pub fn index_add<T: Element>(
+    x: &Tensor<T>,
+    axis: usize,
+    indices: &[usize],
+    len: usize,
+) -> Result<Tensor<T>> {
     if axis >= x.rank() || x.shape()[axis] != indices.len() {
         return Err(Error::Invalid {
             op: "index_add",
@@ -58,7 +77,12 @@ pub fn index_add<T: Element>(x: &Tensor<T>, axis: usize, indices: &[usize], len:
         });
     }
     if let Some(&bad) = indices.iter().find(|&&i| i >= len) {
-        return Err(Error::Index { op: "index_add", index: bad, len, shape: x.shape().to_vec() });
+        return Err(Error::Index {
+            op: "index_add",
+            index: bad,
+            len,
+            shape: x.shape().to_vec(),
+        });
     }
     let mut shape = x.shape().to_vec();
     shape[axis] = len;
@@ -94,7 +118,10 @@ mod tests {
     #[test]
     fn pad_and_index_add() {
         let x = Tensor::<f64>::from_vec(vec![1., 2., 3., 4.], &[2, 2]).unwrap();
-        assert_eq!(pad_axis(&x, 1, 1, 0).unwrap().to_vec(), vec![0., 1., 2., 0., 3., 4.]);
+        assert_eq!(
+            pad_axis(&x, 1, 1, 0).unwrap().to_vec(),
+            vec![0., 1., 2., 0., 3., 4.]
+        );
         let a = index_add(&x, 0, &[1, 1], 3).unwrap();
         assert_eq!(a.to_vec(), vec![0., 0., 4., 6., 0., 0.]);
         assert!(index_add(&x, 0, &[0, 3], 3).is_err());

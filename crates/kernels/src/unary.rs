@@ -131,14 +131,21 @@ mod tests {
         let x = Tensor::<f64>::from_vec(vec![-1.0, 2.0, -3.0, 4.0], &[2, 2]).unwrap();
         let t = x.transpose(0, 1).unwrap();
         assert_eq!(relu(&t).to_vec(), vec![0.0, 0.0, 2.0, 4.0]);
-        assert_eq!(leaky_relu(&t, 0.1).to_vec(), vec![-0.1, -0.30000000000000004, 2.0, 4.0]);
+        assert_eq!(
+            leaky_relu(&t, 0.1).to_vec(),
+            vec![-0.1, -0.30000000000000004, 2.0, 4.0]
+        );
         assert_eq!(sign(&t).to_vec(), vec![-1.0, -1.0, 1.0, 1.0]);
     }
 
     #[test]
     fn large_inputs_take_the_parallel_path_with_the_same_result() {
         let n = PAR_THRESHOLD * 3 + 17;
-        let x = Tensor::<f32>::from_vec((0..n).map(|i| (i % 200) as f32 * 0.1 - 10.0).collect(), &[n]).unwrap();
+        let x = Tensor::<f32>::from_vec(
+            (0..n).map(|i| (i % 200) as f32 * 0.1 - 10.0).collect(),
+            &[n],
+        )
+        .unwrap();
         let got = exp(&x).to_vec();
         let mut want = vec![0.0; n];
         math::exp(x.as_slice().unwrap(), &mut want);

@@ -31,14 +31,21 @@ fn positive(shape: &[usize], rng: &mut R) -> Tensor<f64> {
 fn away(shape: &[usize], rng: &mut R) -> Tensor<f64> {
     let t = Tensor::rand_uniform(shape, 0.2, 1.5, rng);
     let signs = Tensor::rand_uniform(shape, -1.0, 1.0, rng);
-    let data = t.to_vec().iter().zip(signs.to_vec()).map(|(v, s)| if s < 0.0 { -v } else { *v }).collect();
+    let data = t
+        .to_vec()
+        .iter()
+        .zip(signs.to_vec())
+        .map(|(v, s)| if s < 0.0 { -v } else { *v })
+        .collect();
     Tensor::from_vec(data, shape).expect("same shape")
 }
 
 /// Distinct values, for max / min / pooling: a shuffled ramp plus noise.
 fn distinct(shape: &[usize], rng: &mut R) -> Tensor<f64> {
     let n: usize = shape.iter().product();
-    let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 + rng.random_range(0.0..0.05)).collect();
+    let mut v: Vec<f64> = (0..n)
+        .map(|i| i as f64 * 0.1 + rng.random_range(0.0..0.05))
+        .collect();
     for i in (1..n).rev() {
         v.swap(i, rng.random_range(0..=i));
     }
@@ -52,7 +59,10 @@ fn view(shape: &[usize], rng: &mut R, gen: Gen) -> Tensor<f64> {
     let mut base: Vec<usize> = shape.iter().rev().copied().collect();
     base.push(2);
     let t = gen(&base, rng);
-    let t = t.narrow(r, 1, 1).and_then(|t| t.squeeze(r)).expect("valid view");
+    let t = t
+        .narrow(r, 1, 1)
+        .and_then(|t| t.squeeze(r))
+        .expect("valid view");
     let reversed: Vec<usize> = (0..r).rev().collect();
     t.permute(&reversed).expect("valid permutation")
 }
@@ -129,12 +139,23 @@ pub fn all() -> Vec<Case> {
         // Reductions.
         Case::new(
             "sum",
-            |rng| vec![view(&[dim(rng, 2, 3), dim(rng, 2, 4), dim(rng, 2, 3)], rng, normal)],
+            |rng| {
+                vec![view(
+                    &[dim(rng, 2, 3), dim(rng, 2, 4), dim(rng, 2, 3)],
+                    rng,
+                    normal,
+                )]
+            },
             |x| sq(x[0].sum(&[0, 2], false)?),
         ),
         Case::new(
             "mean",
-            |rng| vec![normal(&[dim(rng, 2, 3), dim(rng, 2, 4), dim(rng, 2, 3)], rng)],
+            |rng| {
+                vec![normal(
+                    &[dim(rng, 2, 3), dim(rng, 2, 4), dim(rng, 2, 3)],
+                    rng,
+                )]
+            },
             |x| sq(x[0].mean(&[1], true)?),
         ),
         Case::new(
@@ -144,7 +165,12 @@ pub fn all() -> Vec<Case> {
         ),
         Case::new(
             "max",
-            |rng| vec![distinct(&[dim(rng, 2, 4), dim(rng, 2, 4), dim(rng, 2, 3)], rng)],
+            |rng| {
+                vec![distinct(
+                    &[dim(rng, 2, 4), dim(rng, 2, 4), dim(rng, 2, 3)],
+                    rng,
+                )]
+            },
             |x| sq(x[0].max(&[1, 2], false)?),
         ),
         Case::new(
@@ -181,7 +207,12 @@ pub fn all() -> Vec<Case> {
         ),
         Case::new(
             "permute",
-            |rng| vec![normal(&[dim(rng, 2, 3), dim(rng, 2, 3), dim(rng, 2, 3)], rng)],
+            |rng| {
+                vec![normal(
+                    &[dim(rng, 2, 3), dim(rng, 2, 3), dim(rng, 2, 3)],
+                    rng,
+                )]
+            },
             |x| sq(x[0].permute(&[2, 0, 1])?),
         ),
         Case::new(
@@ -223,7 +254,10 @@ pub fn all() -> Vec<Case> {
             "concat",
             |rng| {
                 let r = dim(rng, 2, 3);
-                vec![normal(&[r, 2], rng), view(&[r, dim(rng, 1, 3)], rng, normal)]
+                vec![
+                    normal(&[r, 2], rng),
+                    view(&[r, dim(rng, 1, 3)], rng, normal),
+                ]
             },
             |x| sq(Var::concat(&[x[0].clone(), x[1].clone()], 1)?),
         ),
@@ -247,7 +281,12 @@ pub fn all() -> Vec<Case> {
         Case::new(
             "matmul_batched",
             |rng| {
-                let (b, m, k, n) = (dim(rng, 2, 3), dim(rng, 2, 3), dim(rng, 2, 3), dim(rng, 2, 3));
+                let (b, m, k, n) = (
+                    dim(rng, 2, 3),
+                    dim(rng, 2, 3),
+                    dim(rng, 2, 3),
+                    dim(rng, 2, 3),
+                );
                 vec![view(&[b, m, k], rng, normal), normal(&[k, n], rng)]
             },
             |x| x[0].matmul(&x[1]),
@@ -277,7 +316,11 @@ pub fn all() -> Vec<Case> {
             "max_pool2d",
             |rng| vec![distinct(&[2, 2, 5, 4], rng)],
             |x| {
-                let o = Pool2dOptions { kernel: [3, 2], stride: [2, 2], padding: [1, 0] };
+                let o = Pool2dOptions {
+                    kernel: [3, 2],
+                    stride: [2, 2],
+                    padding: [1, 0],
+                };
                 sq(x[0].max_pool2d(o)?)
             },
         ),
@@ -290,7 +333,11 @@ pub fn all() -> Vec<Case> {
             "avg_pool2d",
             |rng| vec![view(&[2, 2, 5, 5], rng, normal)],
             |x| {
-                let o = Pool2dOptions { kernel: [3, 3], stride: [2, 2], padding: [1, 1] };
+                let o = Pool2dOptions {
+                    kernel: [3, 3],
+                    stride: [2, 2],
+                    padding: [1, 1],
+                };
                 sq(x[0].avg_pool2d(o)?)
             },
         ),

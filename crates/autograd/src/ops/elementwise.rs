@@ -10,24 +10,38 @@ impl<T: Element> Var<T> {
         name: &'static str,
         other: &Var<T>,
         forward: fn(&Tensor<T>, &Tensor<T>) -> deepgen_tensor::Result<Tensor<T>>,
-        backward: impl Fn(&crate::Ctx<T>, &[usize], &[usize]) -> Result<crate::Grads<T>> + Send + Sync + 'static,
+        backward: impl Fn(&crate::Ctx<T>, &[usize], &[usize]) -> Result<crate::Grads<T>>
+            + Send
+            + Sync
+            + 'static,
     ) -> Result<Var<T>> {
         let value = forward(&self.value(), &other.value())?;
         let (sa, sb) = (self.shape(), other.shape());
-        Ok(Var::from_op(name, value, vec![self.clone(), other.clone()], move |c| backward(c, &sa, &sb)))
+        Ok(Var::from_op(
+            name,
+            value,
+            vec![self.clone(), other.clone()],
+            move |c| backward(c, &sa, &sb),
+        ))
     }
 
     /// self + other, broadcasting.
     pub fn add(&self, other: &Var<T>) -> Result<Var<T>> {
         self.binary("add", other, k::add, |c, sa, sb| {
-            Ok(vec![c.grad_for(0, || c.grad.sum_to(sa))?, c.grad_for(1, || c.grad.sum_to(sb))?])
+            Ok(vec![
+                c.grad_for(0, || c.grad.sum_to(sa))?,
+                c.grad_for(1, || c.grad.sum_to(sb))?,
+            ])
         })
     }
 
     /// self - other, broadcasting.
     pub fn sub(&self, other: &Var<T>) -> Result<Var<T>> {
         self.binary("sub", other, k::sub, |c, sa, sb| {
-            Ok(vec![c.grad_for(0, || c.grad.sum_to(sa))?, c.grad_for(1, || c.grad.neg().sum_to(sb))?])
+            Ok(vec![
+                c.grad_for(0, || c.grad.sum_to(sa))?,
+                c.grad_for(1, || c.grad.neg().sum_to(sb))?,
+            ])
         })
     }
 
@@ -59,7 +73,12 @@ impl<T: Element> Var<T> {
         self.binary("pow", other, k::pow, |c, sa, sb| {
             let [a, b] = [&c.inputs[0], &c.inputs[1]];
             Ok(vec![
-                c.grad_for(0, || c.grad.mul(b)?.mul(&a.pow(&b.add_scalar(-T::one()))?)?.sum_to(sa))?,
+                c.grad_for(0, || {
+                    c.grad
+                        .mul(b)?
+                        .mul(&a.pow(&b.add_scalar(-T::one()))?)?
+                        .sum_to(sa)
+                })?,
                 c.grad_for(1, || c.grad.mul(c.out)?.mul(&a.log())?.sum_to(sb))?,
             ])
         })
@@ -93,17 +112,23 @@ impl<T: Element> Var<T> {
         value: Tensor<T>,
         backward: impl Fn(&crate::Ctx<T>) -> Result<Var<T>> + Send + Sync + 'static,
     ) -> Var<T> {
-        Var::from_op(name, value, vec![self.clone()], move |c| Ok(vec![Some(backward(c)?)]))
+        Var::from_op(name, value, vec![self.clone()], move |c| {
+            Ok(vec![Some(backward(c)?)])
+        })
     }
 
     /// self + s
     pub fn add_scalar(&self, s: T) -> Var<T> {
-        self.unary("add_scalar", k::add_scalar(&self.value(), s), |c| Ok(c.grad.clone()))
+        self.unary("add_scalar", k::add_scalar(&self.value(), s), |c| {
+            Ok(c.grad.clone())
+        })
     }
 
     /// self * s
     pub fn mul_scalar(&self, s: T) -> Var<T> {
-        self.unary("mul_scalar", k::mul_scalar(&self.value(), s), move |c| Ok(c.grad.mul_scalar(s)))
+        self.unary("mul_scalar", k::mul_scalar(&self.value(), s), move |c| {
+            Ok(c.grad.mul_scalar(s))
+        })
     }
 
     /// 1 - self
@@ -138,7 +163,9 @@ impl<T: Element> Var<T> {
     }
 
     pub fn sqrt(&self) -> Var<T> {
-        self.unary("sqrt", k::sqrt(&self.value()), |c| c.grad.div(&c.out.mul_scalar(T::of(2.0))))
+        self.unary("sqrt", k::sqrt(&self.value()), |c| {
+            c.grad.div(&c.out.mul_scalar(T::of(2.0)))
+        })
     }
 
     pub fn square(&self) -> Var<T> {
@@ -149,15 +176,25 @@ impl<T: Element> Var<T> {
 
     pub fn relu(&self) -> Var<T> {
         self.unary("relu", k::relu(&self.value()), |c| {
-            c.grad.mul(&Var::constant(k::positive_mask(&c.inputs[0].value(), T::zero())))
+            c.grad.mul(&Var::constant(k::positive_mask(
+                &c.inputs[0].value(),
+                T::zero(),
+            )))
         })
     }
 
     /// x for x > 0, slope * x otherwise.
     pub fn leaky_relu(&self, slope: T) -> Var<T> {
-        self.unary("leaky_relu", k::leaky_relu(&self.value(), slope), move |c| {
-            c.grad.mul(&Var::constant(k::positive_mask(&c.inputs[0].value(), slope)))
-        })
+        self.unary(
+            "leaky_relu",
+            k::leaky_relu(&self.value(), slope),
+            move |c| {
+                c.grad.mul(&Var::constant(k::positive_mask(
+                    &c.inputs[0].value(),
+                    slope,
+                )))
+            },
+        )
     }
 
     pub fn sigmoid(&self) -> Var<T> {
@@ -168,12 +205,16 @@ impl<T: Element> Var<T> {
     }
 
     pub fn tanh(&self) -> Var<T> {
-        self.unary("tanh", k::tanh(&self.value()), |c| c.grad.mul(&c.out.square().one_minus()))
+        self.unary("tanh", k::tanh(&self.value()), |c| {
+            c.grad.mul(&c.out.square().one_minus())
+        })
     }
 
     /// ln(1 + e^x), stable for large |x|.
     pub fn softplus(&self) -> Var<T> {
-        self.unary("softplus", k::softplus(&self.value()), |c| c.grad.mul(&c.inputs[0].sigmoid()))
+        self.unary("softplus", k::softplus(&self.value()), |c| {
+            c.grad.mul(&c.inputs[0].sigmoid())
+        })
     }
 
     /// ln sigmoid(x), stable for large |x|.

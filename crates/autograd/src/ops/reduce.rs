@@ -7,7 +7,11 @@ use crate::{Element, Result, Var};
 impl<T: Element> Var<T> {
     /// Gradient of a reduction over `axes` (sorted) spread back to `shape`.
     fn unreduce(g: &Var<T>, shape: &[usize], axes: &[usize], keepdim: bool) -> Result<Var<T>> {
-        let g = if keepdim { g.clone() } else { g.reshape(&k::reduced_shape(shape, axes, true))? };
+        let g = if keepdim {
+            g.clone()
+        } else {
+            g.reshape(&k::reduced_shape(shape, axes, true))?
+        };
         g.broadcast_to(shape)
     }
 
@@ -31,7 +35,9 @@ impl<T: Element> Var<T> {
         let shape = self.shape();
         let axes = k::normalize_axes("mean", &shape, axes)?;
         let n = k::reduced_count(&shape, &axes);
-        Ok(self.sum(&axes, keepdim)?.mul_scalar(T::one() / T::of(n as f64)))
+        Ok(self
+            .sum(&axes, keepdim)?
+            .mul_scalar(T::one() / T::of(n as f64)))
     }
 
     /// Variance over `axes` with `correction` (1 = unbiased, PyTorch's default).
@@ -41,23 +47,42 @@ impl<T: Element> Var<T> {
         let n = k::reduced_count(&shape, &axes);
         let centred = self.sub(&self.mean(&axes, true)?)?;
         let dof = n.saturating_sub(correction) as f64;
-        Ok(centred.square().sum(&axes, keepdim)?.mul_scalar(T::one() / T::of(dof)))
+        Ok(centred
+            .square()
+            .sum(&axes, keepdim)?
+            .mul_scalar(T::one() / T::of(dof)))
     }
 
-    fn extreme(&self, name: &'static str, axes: &[usize], keepdim: bool, is_max: bool) -> Result<Var<T>> {
+    fn extreme(
+        &self,
+        name: &'static str,
+        axes: &[usize],
+        keepdim: bool,
+        is_max: bool,
+    ) -> Result<Var<T>> {
         let shape = self.shape();
         let axes = k::normalize_axes(name, &shape, axes)?;
         let x = self.value();
-        let value = if is_max { k::max(&x, &axes, keepdim)? } else { k::min(&x, &axes, keepdim)? };
+        let value = if is_max {
+            k::max(&x, &axes, keepdim)?
+        } else {
+            k::min(&x, &axes, keepdim)?
+        };
         Ok(Var::from_op(name, value, vec![self.clone()], move |c| {
             // The gradient goes to the extreme elements, split evenly on ties.
             let x = c.inputs[0].value();
             let out = c.out.value();
-            let out = if keepdim { out } else { out.reshape(&k::reduced_shape(&shape, &axes, true))? };
+            let out = if keepdim {
+                out
+            } else {
+                out.reshape(&k::reduced_shape(&shape, &axes, true))?
+            };
             let mask = k::eq_mask(&x, &out)?;
             let count = k::sum(&mask, &axes, true)?;
             let share = Var::constant(k::div(&mask, &count)?);
-            Ok(vec![Some(Self::unreduce(c.grad, &shape, &axes, keepdim)?.mul(&share)?)])
+            Ok(vec![Some(
+                Self::unreduce(c.grad, &shape, &axes, keepdim)?.mul(&share)?,
+            )])
         }))
     }
 
@@ -97,9 +122,12 @@ impl<T: Element> Var<T> {
             return Ok(self.clone());
         }
         let value = self.value().broadcast_to(shape)?;
-        Ok(Var::from_op("broadcast_to", value, vec![self.clone()], move |c| {
-            Ok(vec![Some(c.grad.sum_to(&own)?)])
-        }))
+        Ok(Var::from_op(
+            "broadcast_to",
+            value,
+            vec![self.clone()],
+            move |c| Ok(vec![Some(c.grad.sum_to(&own)?)]),
+        ))
     }
 
     /// Sums down to `shape`, which must broadcast to this Var's shape.
@@ -109,8 +137,11 @@ impl<T: Element> Var<T> {
             return Ok(self.clone());
         }
         let value = k::sum_to(&self.value(), shape)?;
-        Ok(Var::from_op("sum_to", value, vec![self.clone()], move |c| {
-            Ok(vec![Some(c.grad.broadcast_to(&own)?)])
-        }))
+        Ok(Var::from_op(
+            "sum_to",
+            value,
+            vec![self.clone()],
+            move |c| Ok(vec![Some(c.grad.broadcast_to(&own)?)]),
+        ))
     }
 }

@@ -13,7 +13,12 @@ impl<T: Element> Var<T> {
             return Ok(self.clone());
         }
         let value = self.value().reshape(shape)?;
-        Ok(Var::from_op("reshape", value, vec![self.clone()], move |c| Ok(vec![Some(c.grad.reshape(&own)?)])))
+        Ok(Var::from_op(
+            "reshape",
+            value,
+            vec![self.clone()],
+            move |c| Ok(vec![Some(c.grad.reshape(&own)?)]),
+        ))
     }
 
     /// Axis `i` of the result is axis `axes[i]` of self.
@@ -23,7 +28,12 @@ impl<T: Element> Var<T> {
         for (i, &a) in axes.iter().enumerate() {
             inverse[a] = i;
         }
-        Ok(Var::from_op("permute", value, vec![self.clone()], move |c| Ok(vec![Some(c.grad.permute(&inverse)?)])))
+        Ok(Var::from_op(
+            "permute",
+            value,
+            vec![self.clone()],
+            move |c| Ok(vec![Some(c.grad.permute(&inverse)?)]),
+        ))
     }
 
     pub fn transpose(&self, a: usize, b: usize) -> Result<Var<T>> {
@@ -44,7 +54,11 @@ impl<T: Element> Var<T> {
     pub fn t(&self) -> Result<Var<T>> {
         let r = self.rank();
         if r < 2 {
-            return Err(Error::Tensor(deepgen_tensor::Error::Axis { op: "t", axis: 1, shape: self.shape() }));
+            return Err(Error::Tensor(deepgen_tensor::Error::Axis {
+                op: "t",
+                axis: 1,
+                shape: self.shape(),
+            }));
         }
         self.transpose(r - 2, r - 1)
     }
@@ -53,18 +67,24 @@ impl<T: Element> Var<T> {
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Result<Var<T>> {
         let value = self.value().narrow(axis, start, len)?;
         let n = self.shape()[axis];
-        Ok(Var::from_op("narrow", value, vec![self.clone()], move |c| {
-            Ok(vec![Some(c.grad.pad_axis(axis, start, n - start - len)?)])
-        }))
+        Ok(Var::from_op(
+            "narrow",
+            value,
+            vec![self.clone()],
+            move |c| Ok(vec![Some(c.grad.pad_axis(axis, start, n - start - len)?)]),
+        ))
     }
 
     /// Zero padding along `axis`.
     pub fn pad_axis(&self, axis: usize, before: usize, after: usize) -> Result<Var<T>> {
         let value = k::pad_axis(&self.value(), axis, before, after)?;
         let n = self.shape()[axis];
-        Ok(Var::from_op("pad_axis", value, vec![self.clone()], move |c| {
-            Ok(vec![Some(c.grad.narrow(axis, before, n)?)])
-        }))
+        Ok(Var::from_op(
+            "pad_axis",
+            value,
+            vec![self.clone()],
+            move |c| Ok(vec![Some(c.grad.narrow(axis, before, n)?)]),
+        ))
     }
 
     pub fn unsqueeze(&self, axis: usize) -> Result<Var<T>> {
@@ -89,7 +109,9 @@ impl<T: Element> Var<T> {
         if value.is_contiguous() {
             return self.clone();
         }
-        Var::from_op("contiguous", value.contiguous(), vec![self.clone()], |c| Ok(vec![Some(c.grad.clone())]))
+        Var::from_op("contiguous", value.contiguous(), vec![self.clone()], |c| {
+            Ok(vec![Some(c.grad.clone())])
+        })
     }
 
     /// Picks `indices` along `axis` (PyTorch's index_select).
@@ -97,18 +119,24 @@ impl<T: Element> Var<T> {
         let value = self.value().index_select(axis, indices)?;
         let n = self.shape()[axis];
         let indices: Arc<[usize]> = indices.into();
-        Ok(Var::from_op("index_select", value, vec![self.clone()], move |c| {
-            Ok(vec![Some(c.grad.index_add(axis, &indices, n)?)])
-        }))
+        Ok(Var::from_op(
+            "index_select",
+            value,
+            vec![self.clone()],
+            move |c| Ok(vec![Some(c.grad.index_add(axis, &indices, n)?)]),
+        ))
     }
 
     /// Zeros with `len` along `axis`, then adds slice j of self at `indices[j]`.
     pub fn index_add(&self, axis: usize, indices: &[usize], len: usize) -> Result<Var<T>> {
         let value = k::index_add(&self.value(), axis, indices, len)?;
         let indices: Arc<[usize]> = indices.into();
-        Ok(Var::from_op("index_add", value, vec![self.clone()], move |c| {
-            Ok(vec![Some(c.grad.index_select(axis, &indices)?)])
-        }))
+        Ok(Var::from_op(
+            "index_add",
+            value,
+            vec![self.clone()],
+            move |c| Ok(vec![Some(c.grad.index_select(axis, &indices)?)]),
+        ))
     }
 
     /// Joins Vars along an existing axis.
@@ -130,7 +158,10 @@ impl<T: Element> Var<T> {
 
     /// Joins equally shaped Vars along a new axis.
     pub fn stack(vars: &[Var<T>], axis: usize) -> Result<Var<T>> {
-        let expanded = vars.iter().map(|v| v.unsqueeze(axis)).collect::<Result<Vec<_>>>()?;
+        let expanded = vars
+            .iter()
+            .map(|v| v.unsqueeze(axis))
+            .collect::<Result<Vec<_>>>()?;
         if let Some(first) = expanded.first() {
             if let Some(v) = expanded.iter().find(|v| v.shape() != first.shape()) {
                 return Err(Error::Tensor(deepgen_tensor::Error::ShapeMismatch {
