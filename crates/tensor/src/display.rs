@@ -51,7 +51,10 @@ mod tests {
     #[test]
     fn display_is_compact() {
         let t = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
-        assert_eq!(t.to_string(), "Tensor[2, 2] f32 [[1.0000, 2.0000], [3.0000, 4.0000]]");
+        assert_eq!(
+            t.to_string(),
+            "Tensor[2, 2] f32 [[1.0000, 2.0000], [3.0000, 4.0000]]"
+        );
         let long = Tensor::<f64>::zeros(&[10]).to_string();
         assert!(long.contains("..."), "{long}");
     }

@@ -26,16 +26,7 @@ mod sealed {
 /// The trait is sealed: kernels rely on `DTYPE` to dispatch to the f32 or f64
 /// code of matrixmultiply and of the vectorised math.
 pub trait Element:
-    Float
-    + FromPrimitive
-    + Default
-    + Debug
-    + Display
-    + Sum
-    + Send
-    + Sync
-    + 'static
-    + sealed::Sealed
+    Float + FromPrimitive + Default + Debug + Display + Sum + Send + Sync + 'static + sealed::Sealed
 {
     const DTYPE: DType;
 

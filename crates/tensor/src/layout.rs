@@ -235,21 +235,28 @@ mod tests {
 
     #[test]
     fn broadcast_aligns_trailing_axes() {
-        assert_eq!(broadcast_shapes("t", &[3, 1, 5], &[4, 1]).unwrap(), vec![3, 4, 5]);
+        assert_eq!(
+            broadcast_shapes("t", &[3, 1, 5], &[4, 1]).unwrap(),
+            vec![3, 4, 5]
+        );
         assert!(broadcast_shapes("t", &[3, 2], &[3]).is_err());
     }
 
     #[test]
     fn runs_of_a_contiguous_layout_merge_into_one() {
         let mut runs = vec![];
-        for_each_run(&[2, 3, 4], [&[12, 4, 1]], [0], |o, n, s| runs.push((o[0], n, s[0])));
+        for_each_run(&[2, 3, 4], [&[12, 4, 1]], [0], |o, n, s| {
+            runs.push((o[0], n, s[0]))
+        });
         assert_eq!(runs, vec![(0, 24, 1)]);
     }
 
     #[test]
     fn runs_of_a_transposed_layout_follow_strides() {
         let mut runs = vec![];
-        for_each_run(&[3, 2], [&[1, 3]], [1], |o, n, s| runs.push((o[0], n, s[0])));
+        for_each_run(&[3, 2], [&[1, 3]], [1], |o, n, s| {
+            runs.push((o[0], n, s[0]))
+        });
         assert_eq!(runs, vec![(1, 2, 3), (2, 2, 3), (3, 2, 3)]);
     }
 }

@@ -52,7 +52,10 @@ mod tests {
         let v = a.to_vec();
         let mean = v.iter().sum::<f64>() / v.len() as f64;
         let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
-        assert!((mean - 1.0).abs() < 0.1 && (var.sqrt() - 2.0).abs() < 0.1, "{mean} {var}");
+        assert!(
+            (mean - 1.0).abs() < 0.1 && (var.sqrt() - 2.0).abs() < 0.1,
+            "{mean} {var}"
+        );
         let u = Tensor::<f32>::rand_uniform(&[1000], -1.0, 3.0, &mut ChaCha8Rng::seed_from_u64(4));
         assert!(u.to_vec().iter().all(|&x| (-1.0..3.0).contains(&x)));
     }

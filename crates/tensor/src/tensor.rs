@@ -249,7 +249,11 @@ impl<T: Element> Tensor<T> {
 
     /// Same layout and values, as another element type.
     pub fn cast<U: Element>(&self) -> Tensor<U> {
-        let data: Vec<U> = self.to_vec().into_iter().map(|v| U::of(v.as_f64())).collect();
+        let data: Vec<U> = self
+            .to_vec()
+            .into_iter()
+            .map(|v| U::of(v.as_f64()))
+            .collect();
         Tensor::from_vec(data, self.shape()).expect("cast keeps the shape")
     }
 
@@ -295,8 +299,14 @@ mod tests {
     #[test]
     fn creation_helpers_fill_as_named() {
         assert_eq!(Tensor::<f64>::eye(2).to_vec(), vec![1.0, 0.0, 0.0, 1.0]);
-        assert_eq!(Tensor::<f64>::arange(0.0, 1.0, 0.25).unwrap().to_vec(), vec![0.0, 0.25, 0.5, 0.75]);
-        assert_eq!(Tensor::<f64>::linspace(0.0, 1.0, 3).to_vec(), vec![0.0, 0.5, 1.0]);
+        assert_eq!(
+            Tensor::<f64>::arange(0.0, 1.0, 0.25).unwrap().to_vec(),
+            vec![0.0, 0.25, 0.5, 0.75]
+        );
+        assert_eq!(
+            Tensor::<f64>::linspace(0.0, 1.0, 3).to_vec(),
+            vec![0.0, 0.5, 1.0]
+        );
         assert!(Tensor::<f32>::arange(0.0, 1.0, 0.0).is_err());
     }
 

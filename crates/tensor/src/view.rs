@@ -30,7 +30,11 @@ impl<T: Element> Tensor<T> {
             });
         }
         if self.is_contiguous() {
-            let l = Layout::new(shape.to_vec(), contiguous_strides(shape), self.layout().offset());
+            let l = Layout::new(
+                shape.to_vec(),
+                contiguous_strides(shape),
+                self.layout().offset(),
+            );
             return Ok(self.with_layout(l));
         }
         match view_strides(self.shape(), self.strides(), shape) {
@@ -73,10 +77,10 @@ impl<T: Element> Tensor<T> {
     /// The slice `start..start + len` along `axis`.
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Result<Tensor<T>> {
         self.check_axis("narrow", axis, self.rank())?;
-        if start + len > self.shape()[axis] {
+        if start.saturating_add(len) > self.shape()[axis] {
             return Err(Error::Index {
                 op: "narrow",
-                index: start + len,
+                index: start.saturating_add(len),
                 len: self.shape()[axis],
                 shape: self.shape().to_vec(),
             });
@@ -238,20 +242,26 @@ impl<T: Element> Tensor<T> {
 
     /// Joins equally shaped tensors along a new axis.
     pub fn stack(tensors: &[&Tensor<T>], axis: usize) -> Result<Tensor<T>> {
+        let Some(first) = tensors.first() else {
+            return Err(Error::Invalid {
+                op: "stack",
+                shape: vec![],
+                msg: "no tensors to join".into(),
+            });
+        };
+        if let Some(t) = tensors.iter().find(|t| t.shape() != first.shape()) {
+            return Err(Error::ShapeMismatch {
+                op: "stack",
+                lhs: first.shape().to_vec(),
+                rhs: t.shape().to_vec(),
+            });
+        }
+        first.check_axis("stack", axis, first.rank() + 1)?;
         let expanded = tensors
             .iter()
             .map(|t| t.unsqueeze(axis))
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&Tensor<T>> = expanded.iter().collect();
-        if let Some(first) = refs.first() {
-            if let Some(t) = refs.iter().find(|t| t.shape() != first.shape()) {
-                return Err(Error::ShapeMismatch {
-                    op: "stack",
-                    lhs: first.shape().to_vec(),
-                    rhs: t.shape().to_vec(),
-                });
-            }
-        }
         Self::concat(&refs, axis)
     }
 }
@@ -270,11 +280,10 @@ fn view_strides(shape: &[usize], strides: &[usize], new_shape: &[usize]) -> Opti
     let mut view_numel = 1;
     for d in (0..shape.len()).rev() {
         tensor_numel *= shape[d];
-        let chunk_ends = d == 0 || (shape[d - 1] != 1 && strides[d - 1] != tensor_numel * chunk_base);
+        let chunk_ends =
+            d == 0 || (shape[d - 1] != 1 && strides[d - 1] != tensor_numel * chunk_base);
         if chunk_ends {
-            while view_d >= 0
-                && (view_numel < tensor_numel || new_shape[view_d as usize] == 1)
-            {
+            while view_d >= 0 && (view_numel < tensor_numel || new_shape[view_d as usize] == 1) {
                 new_strides[view_d as usize] = view_numel * chunk_base;
                 view_numel *= new_shape[view_d as usize];
                 view_d -= 1;
@@ -323,7 +332,10 @@ mod tests {
     #[test]
     fn narrow_broadcast_and_squeeze() {
         let a = t(&[3, 4]);
-        assert_eq!(a.narrow(1, 1, 2).unwrap().to_vec(), vec![1., 2., 5., 6., 9., 10.]);
+        assert_eq!(
+            a.narrow(1, 1, 2).unwrap().to_vec(),
+            vec![1., 2., 5., 6., 9., 10.]
+        );
         assert!(a.narrow(1, 3, 2).is_err());
         let r = t(&[1, 2]).broadcast_to(&[2, 2, 2]).unwrap();
         assert_eq!(r.to_vec(), vec![0., 1., 0., 1., 0., 1., 0., 1.]);
@@ -335,7 +347,10 @@ mod tests {
     #[test]
     fn index_select_concat_and_stack() {
         let a = t(&[3, 2]);
-        assert_eq!(a.index_select(0, &[2, 0]).unwrap().to_vec(), vec![4., 5., 0., 1.]);
+        assert_eq!(
+            a.index_select(0, &[2, 0]).unwrap().to_vec(),
+            vec![4., 5., 0., 1.]
+        );
         assert!(a.index_select(0, &[3]).is_err());
         let c = Tensor::concat(&[&a, &t(&[1, 2])], 0).unwrap();
         assert_eq!(c.shape(), &[4, 2]);
