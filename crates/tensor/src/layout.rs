@@ -112,6 +112,19 @@ impl Layout {
     }
 }
 
+/// The number of elements of `shape`, or an error naming `op` when the
+/// product overflows.
+pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .ok_or_else(|| Error::Invalid {
+            op,
+            shape: shape.to_vec(),
+            msg: "the number of elements overflows".into(),
+        })
+}
+
 /// Row-major strides of `shape`.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![0; shape.len()];

@@ -19,7 +19,7 @@ pub struct Tensor<T: Element = f32> {
 impl<T: Element> Tensor<T> {
     /// A contiguous tensor over a buffer whose length is checked against the shape.
     pub fn from_buffer(buffer: Buffer<T>, shape: &[usize]) -> Result<Self> {
-        let numel: usize = shape.iter().product();
+        let numel = crate::layout::checked_numel("from_vec", shape)?;
         if buffer.len() != numel {
             return Err(Error::ElementCount {
                 op: "from_vec",
@@ -294,6 +294,10 @@ mod tests {
         let err = Tensor::<f32>::from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
         assert!(matches!(err, Error::ElementCount { len: 5, .. }), "{err}");
         assert!(err.to_string().contains("[2, 3]"));
+        let huge = Tensor::<f32>::from_vec(vec![], &[usize::MAX, 2]).unwrap_err();
+        assert!(huge.to_string().contains("overflows"), "{huge}");
+        let empty = Tensor::<f32>::from_vec(vec![], &[0, 3]).unwrap();
+        assert!(empty.reshape(&[1 << 63, 2]).is_err());
     }
 
     #[test]

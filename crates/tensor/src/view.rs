@@ -21,7 +21,7 @@ impl<T: Element> Tensor<T> {
     /// Same elements in another shape: a view when the strides allow it
     /// (always for contiguous tensors), a copy otherwise.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        let numel: usize = shape.iter().product();
+        let numel = crate::layout::checked_numel("reshape", shape)?;
         if numel != self.numel() {
             return Err(Error::ShapeMismatch {
                 op: "reshape",

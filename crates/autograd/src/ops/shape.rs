@@ -158,19 +158,13 @@ impl<T: Element> Var<T> {
 
     /// Joins equally shaped Vars along a new axis.
     pub fn stack(vars: &[Var<T>], axis: usize) -> Result<Var<T>> {
+        // Validate as the tensor op does, so errors name `stack`.
+        let values: Vec<Tensor<T>> = vars.iter().map(|v| v.value()).collect();
+        Tensor::stack(&values.iter().collect::<Vec<_>>(), axis)?;
         let expanded = vars
             .iter()
             .map(|v| v.unsqueeze(axis))
             .collect::<Result<Vec<_>>>()?;
-        if let Some(first) = expanded.first() {
-            if let Some(v) = expanded.iter().find(|v| v.shape() != first.shape()) {
-                return Err(Error::Tensor(deepgen_tensor::Error::ShapeMismatch {
-                    op: "stack",
-                    lhs: first.shape(),
-                    rhs: v.shape(),
-                }));
-            }
-        }
         Self::concat(&expanded, axis)
     }
 }
