@@ -1,11 +1,9 @@
 //! Elementwise functions of two tensors, with NumPy broadcasting.
 
+use crate::{par, Element, Result, Tensor};
 use deepgen_tensor::layout::for_each_run;
 use deepgen_tensor::storage::Buffer;
 use deepgen_tensor::{broadcast_shapes, Layout};
-use rayon::prelude::*;
-
-use crate::{Element, Result, Tensor, PAR_CHUNK, PAR_THRESHOLD};
 
 /// Applies `f` elementwise to `a` and `b` broadcast against each other.
 ///
@@ -30,10 +28,11 @@ pub fn zip_with<T: Element>(
                 *o = f(x, y);
             }
         };
-        if n >= PAR_THRESHOLD {
-            out.par_chunks_mut(PAR_CHUNK)
-                .zip(x.par_chunks(PAR_CHUNK).zip(y.par_chunks(PAR_CHUNK)))
-                .for_each(|(o, (x, y))| run(o, x, y));
+        if par::worth_splitting(n) {
+            let len = par::chunk_len(n);
+            par::for_each_chunk(&mut out, len, |i, o| {
+                run(o, &x[i * len..][..o.len()], &y[i * len..][..o.len()])
+            });
         } else {
             run(&mut out, x, y);
         }
@@ -78,18 +77,16 @@ pub fn zip_with<T: Element>(
         );
     };
     let rows = shape.first().copied().unwrap_or(1);
-    if n >= PAR_THRESHOLD && rows > 1 {
+    if par::worth_splitting(n) && rows > 1 {
         // Split along the first axis; each task walks its own block.
         let row_len = n / rows;
-        let per_task = PAR_CHUNK.div_ceil(row_len).max(1);
-        out.par_chunks_mut(per_task * row_len)
-            .enumerate()
-            .try_for_each(|(t, o)| -> Result<()> {
-                let start = t * per_task;
-                let len = o.len() / row_len;
-                walk(o, &a.narrow(0, start, len)?, &b.narrow(0, start, len)?);
-                Ok(())
-            })?;
+        let per_task = par::chunk_len(n).div_ceil(row_len).max(1);
+        par::for_each_chunk(&mut out, per_task * row_len, |t, o| {
+            let (start, len) = (t * per_task, o.len() / row_len);
+            // In range by construction: the blocks tile the first axis.
+            let (a, b) = (a.narrow(0, start, len), b.narrow(0, start, len));
+            walk(o, &a.expect("block in range"), &b.expect("block in range"));
+        });
     } else {
         walk(&mut out, &a, &b);
     }
@@ -190,7 +187,7 @@ mod tests {
     #[test]
     fn large_broadcast_takes_the_parallel_path() {
         let rows = 300;
-        let cols = PAR_THRESHOLD / 100;
+        let cols = crate::PAR_THRESHOLD / 100;
         let a =
             Tensor::<f64>::from_vec((0..rows * cols).map(|i| i as f64).collect(), &[rows, cols])
                 .unwrap();

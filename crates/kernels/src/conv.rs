@@ -8,7 +8,6 @@
 //! - [`conv2d_weight_grad`]`(x, g)`: the adjoint in `w`.
 
 use deepgen_tensor::storage::Buffer;
-use rayon::prelude::*;
 
 use crate::gemm::{gemm, MatRef};
 use crate::{Element, Error, Result, Tensor};
@@ -112,37 +111,33 @@ impl Geom {
         self.c * self.h * self.w
     }
 
-    /// For kernel column `kj` (and the same for rows): the output positions
-    /// `lo..hi` whose input position `ox * s + kj * d - p` lies inside `0..w`,
-    /// and that input position's offset `kj * d - p`. A kernel position that
-    /// never lands inside the input gives the empty range `0..0` (offset 0),
-    /// so `lo + offset` is always a valid input position.
-    fn span(&self, axis: usize, kj: usize) -> (usize, usize, isize) {
-        let (s, d, p) = (
-            self.opts.stride[axis],
-            self.opts.dilation[axis],
-            self.opts.padding[axis],
-        );
-        let (size, out) = if axis == 0 {
-            (self.h, self.oh)
-        } else {
-            (self.w, self.ow)
-        };
-        let off = (kj * d) as isize - p as isize;
-        let lo = if off < 0 {
-            ((-off) as usize).div_ceil(s)
-        } else {
-            0
-        };
-        let hi = if (size as isize) <= off {
-            0
-        } else {
-            ((size as isize - 1 - off) as usize / s + 1).min(out)
-        };
-        if lo >= hi {
-            return (0, 0, 0);
+    /// Height and width of the zero-padded input plane.
+    fn padded_hw(&self) -> (usize, usize) {
+        (
+            self.h + 2 * self.opts.padding[0],
+            self.w + 2 * self.opts.padding[1],
+        )
+    }
+
+    /// For every kernel tap and output position, in the order of the rows
+    /// and columns of im2col's matrix, the position it reads in the padded
+    /// plane: `table[(ki * kw + kj) * ohw + oy * ow + ox]`. The same for every
+    /// channel and image, so it is built once per call.
+    fn unfold_table(&self) -> Vec<usize> {
+        let (_, pw) = self.padded_hw();
+        let [sh, sw] = self.opts.stride;
+        let [dh, dw] = self.opts.dilation;
+        let mut table = Vec::with_capacity(self.kh * self.kw * self.ohw());
+        for ki in 0..self.kh {
+            for kj in 0..self.kw {
+                for oy in 0..self.oh {
+                    for ox in 0..self.ow {
+                        table.push((oy * sh + ki * dh) * pw + ox * sw + kj * dw);
+                    }
+                }
+            }
         }
-        (lo, hi, off)
+        table
     }
 }
 
@@ -154,68 +149,84 @@ fn shape4(op: &'static str, t: &Tensor<impl Element>) -> Result<[usize; 4]> {
     })
 }
 
-/// Unfolds one image [c, h, w] into columns [c * kh * kw, oh * ow] whose
-/// rows lie `ld` apart in `col` (several images side by side share a row).
-fn im2col<T: Element>(g: &Geom, x: &[T], col: &mut [T], ld: usize) {
-    let (ohw, sw) = (g.ohw(), g.opts.stride[1]);
-    for c in 0..g.c {
-        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for ki in 0..g.kh {
-            let (ylo, yhi, yoff) = g.span(0, ki);
-            for kj in 0..g.kw {
-                let (xlo, xhi, xoff) = g.span(1, kj);
-                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * ld..][..ohw];
-                for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
-                    if oy < ylo || oy >= yhi {
-                        dst.fill(T::zero());
-                        continue;
-                    }
-                    let iy = (oy * g.opts.stride[0]) as isize + yoff;
-                    let src = &plane[iy as usize * g.w..][..g.w];
-                    dst[..xlo].fill(T::zero());
-                    dst[xhi..].fill(T::zero());
-                    if sw == 1 {
-                        let start = (xlo as isize + xoff) as usize;
-                        dst[xlo..xhi].copy_from_slice(&src[start..start + xhi - xlo]);
-                    } else {
-                        for (ox, d) in dst.iter_mut().enumerate().take(xhi).skip(xlo) {
-                            *d = src[((ox * sw) as isize + xoff) as usize];
-                        }
-                    }
+/// Unfolds images into im2col's matrix through a zero-padded copy of each
+/// plane and the gather table of [`Geom::unfold_table`]: every element is one
+/// table read, with no bounds or padding tests in the inner loop.
+struct Unfolder<'a, T: Element> {
+    g: &'a Geom,
+    table: &'a [usize],
+    /// One padded plane; its border stays zero.
+    padded: Buffer<T>,
+}
+
+impl<'a, T: Element> Unfolder<'a, T> {
+    fn new(g: &'a Geom, table: &'a [usize]) -> Self {
+        let (ph, pw) = g.padded_hw();
+        // The unchecked reads and writes below rely on this.
+        assert!(
+            table.iter().all(|&i| i < ph * pw),
+            "unfold table leaves the padded plane"
+        );
+        Unfolder {
+            g,
+            table,
+            padded: Buffer::filled(ph * pw, T::zero()),
+        }
+    }
+
+    /// Copies plane [h, w] into the interior of the padded plane.
+    fn load(&mut self, plane: &[T]) {
+        let g = self.g;
+        let (_, pw) = g.padded_hw();
+        let [p0, p1] = g.opts.padding;
+        for (y, src) in plane.chunks_exact(g.w).enumerate() {
+            self.padded[(y + p0) * pw + p1..][..g.w].copy_from_slice(src);
+        }
+    }
+
+    /// Unfolds one image [c, h, w] into columns [c * kh * kw, oh * ow] whose
+    /// rows lie `ld` apart in `col` (several images side by side share a row).
+    fn im2col(&mut self, x: &[T], col: &mut [T], ld: usize) {
+        let (g, ohw) = (self.g, self.g.ohw());
+        let taps = g.kh * g.kw;
+        for c in 0..g.c {
+            self.load(&x[c * g.h * g.w..][..g.h * g.w]);
+            let padded = &self.padded[..];
+            for t in 0..taps {
+                let row = &mut col[(c * taps + t) * ld..][..ohw];
+                for (r, &i) in row.iter_mut().zip(&self.table[t * ohw..][..ohw]) {
+                    // SAFETY: `new` checked every table entry against the padded plane.
+                    *r = unsafe { *padded.get_unchecked(i) };
                 }
             }
         }
     }
-}
 
-/// Folds columns [c * kh * kw, oh * ow] (rows `ld` apart) back into one
-/// image [c, h, w], adding overlapping contributions. `x` must start zeroed.
-fn col2im<T: Element>(g: &Geom, col: &[T], ld: usize, x: &mut [T]) {
-    let (ohw, sw) = (g.ohw(), g.opts.stride[1]);
-    for c in 0..g.c {
-        let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for ki in 0..g.kh {
-            let (ylo, yhi, yoff) = g.span(0, ki);
-            for kj in 0..g.kw {
-                let (xlo, xhi, xoff) = g.span(1, kj);
-                let row = &col[((c * g.kh + ki) * g.kw + kj) * ld..][..ohw];
-                for oy in ylo..yhi {
-                    let iy = (oy * g.opts.stride[0]) as isize + yoff;
-                    let dst = &mut plane[iy as usize * g.w..][..g.w];
-                    let src = &row[oy * g.ow..][..g.ow];
-                    if sw == 1 {
-                        let start = (xlo as isize + xoff) as usize;
-                        for (d, &s) in dst[start..start + xhi - xlo].iter_mut().zip(&src[xlo..xhi])
-                        {
-                            *d = *d + s;
-                        }
-                    } else {
-                        for ox in xlo..xhi {
-                            let d = &mut dst[((ox * sw) as isize + xoff) as usize];
-                            *d = *d + src[ox];
-                        }
+    /// Folds columns [c * kh * kw, oh * ow] (rows `ld` apart) back into one
+    /// image [c, h, w], adding overlapping contributions; overwrites `x`.
+    fn col2im(&mut self, col: &[T], ld: usize, x: &mut [T]) {
+        let (g, ohw) = (self.g, self.g.ohw());
+        let (_, pw) = g.padded_hw();
+        let [p0, p1] = g.opts.padding;
+        let taps = g.kh * g.kw;
+        for c in 0..g.c {
+            self.padded.fill(T::zero());
+            for t in 0..taps {
+                let row = &col[(c * taps + t) * ld..][..ohw];
+                // One tap never maps two outputs to the same input, so the
+                // adds within a row do not collide.
+                let padded = &mut self.padded[..];
+                for (&v, &i) in row.iter().zip(&self.table[t * ohw..][..ohw]) {
+                    // SAFETY: `new` checked every table entry against the padded plane.
+                    unsafe {
+                        let p = padded.get_unchecked_mut(i);
+                        *p = *p + v;
                     }
                 }
+            }
+            let plane = &mut x[c * g.h * g.w..][..g.h * g.w];
+            for (y, dst) in plane.chunks_exact_mut(g.w).enumerate() {
+                dst.copy_from_slice(&self.padded[(y + p0) * pw + p1..][..g.w]);
             }
         }
     }
@@ -226,7 +237,7 @@ fn col2im<T: Element>(g: &Geom, col: &[T], ld: usize, x: &mut [T]) {
 /// product per image. Two tasks per thread keep the threads balanced on a
 /// noisy machine; the column buffer stays under ~32 MiB of f32.
 fn images_per_task(g: &Geom) -> usize {
-    let by_threads = g.n.div_ceil(rayon::current_num_threads() * 2);
+    let by_threads = g.n.div_ceil(crate::par::threads() * 2);
     let by_memory = (8 << 20) / (g.ckk() * g.ohw()).max(1);
     by_threads.min(by_memory).max(1)
 }
@@ -246,12 +257,18 @@ fn gather_outputs<T: Element>(g: &Geom, gy: &[T], first: usize, count: usize) ->
 }
 
 /// Unfolds images `first..first + count` side by side: [c * kh * kw, count * ohw].
-fn im2col_wide<T: Element>(g: &Geom, x: &[T], first: usize, count: usize) -> Buffer<T> {
+fn im2col_wide<T: Element>(
+    g: &Geom,
+    table: &[usize],
+    x: &[T],
+    first: usize,
+    count: usize,
+) -> Buffer<T> {
     let ld = count * g.ohw();
     let mut col = Buffer::for_overwrite(g.ckk() * ld);
+    let mut unfolder = Unfolder::new(g, table);
     for i in 0..count {
-        im2col(
-            g,
+        unfolder.im2col(
             &x[(first + i) * g.chw()..][..g.chw()],
             &mut col[i * g.ohw()..],
             ld,
@@ -271,33 +288,32 @@ pub fn conv2d<T: Element>(x: &Tensor<T>, w: &Tensor<T>, opts: Conv2dOptions) -> 
     let (ohw, per_out) = (g.ohw(), g.o * g.ohw());
     let mut out = Buffer::for_overwrite(g.n * per_out);
     let step = images_per_task(&g);
+    let table = g.unfold_table();
     if per_out > 0 {
-        out.par_chunks_mut(step * per_out)
-            .enumerate()
-            .for_each(|(t, ys)| {
-                let count = ys.len() / per_out;
-                let ld = count * ohw;
-                let col = im2col_wide(&g, xs, t * step, count);
-                // wide [o, count * ohw] = w [o, ckk] @ col [ckk, count * ohw]
-                let mut wide = Buffer::for_overwrite(g.o * ld);
-                let w = MatRef::row_major(ws, 0, g.ckk());
-                gemm(
-                    g.o,
-                    g.ckk(),
-                    ld,
-                    T::one(),
-                    w,
-                    MatRef::row_major(&col, 0, ld),
-                    T::zero(),
-                    &mut wide,
-                    ld,
-                );
-                for (i, y) in ys.chunks_exact_mut(per_out).enumerate() {
-                    for (oc, dst) in y.chunks_exact_mut(ohw).enumerate() {
-                        dst.copy_from_slice(&wide[oc * ld + i * ohw..][..ohw]);
-                    }
+        crate::par::for_each_chunk(&mut out, step * per_out, |t, ys| {
+            let count = ys.len() / per_out;
+            let ld = count * ohw;
+            let col = im2col_wide(&g, &table, xs, t * step, count);
+            // wide [o, count * ohw] = w [o, ckk] @ col [ckk, count * ohw]
+            let mut wide = Buffer::for_overwrite(g.o * ld);
+            let w = MatRef::row_major(ws, 0, g.ckk());
+            gemm(
+                g.o,
+                g.ckk(),
+                ld,
+                T::one(),
+                w,
+                MatRef::row_major(&col, 0, ld),
+                T::zero(),
+                &mut wide,
+                ld,
+            );
+            for (i, y) in ys.chunks_exact_mut(per_out).enumerate() {
+                for (oc, dst) in y.chunks_exact_mut(ohw).enumerate() {
+                    dst.copy_from_slice(&wide[oc * ld + i * ohw..][..ohw]);
                 }
-            });
+            }
+        });
     }
     Tensor::from_buffer(out, &[g.n, g.o, g.oh, g.ow])
 }
@@ -334,32 +350,31 @@ pub fn conv2d_input_grad<T: Element>(
     let per_in = g.chw();
     let mut out = Buffer::for_overwrite(n * per_in);
     let step = images_per_task(&g);
+    let table = g.unfold_table();
     if per_in > 0 {
-        out.par_chunks_mut(step * per_in)
-            .enumerate()
-            .for_each(|(t, xs)| {
-                let count = xs.len() / per_in;
-                let ld = count * g.ohw();
-                let gw = gather_outputs(&g, gs, t * step, count);
-                // col [ckk, count * ohw] = w^T [ckk, o] @ gy [o, count * ohw]
-                let mut col = Buffer::for_overwrite(g.ckk() * ld);
-                let wt = MatRef::row_major(ws, 0, g.ckk()).t();
-                gemm(
-                    g.ckk(),
-                    g.o,
-                    ld,
-                    T::one(),
-                    wt,
-                    MatRef::row_major(&gw, 0, ld),
-                    T::zero(),
-                    &mut col,
-                    ld,
-                );
-                for (i, x) in xs.chunks_exact_mut(per_in).enumerate() {
-                    x.fill(T::zero());
-                    col2im(&g, &col[i * g.ohw()..], ld, x);
-                }
-            });
+        crate::par::for_each_chunk(&mut out, step * per_in, |t, xs| {
+            let count = xs.len() / per_in;
+            let ld = count * g.ohw();
+            let gw = gather_outputs(&g, gs, t * step, count);
+            // col [ckk, count * ohw] = w^T [ckk, o] @ gy [o, count * ohw]
+            let mut col = Buffer::for_overwrite(g.ckk() * ld);
+            let wt = MatRef::row_major(ws, 0, g.ckk()).t();
+            gemm(
+                g.ckk(),
+                g.o,
+                ld,
+                T::one(),
+                wt,
+                MatRef::row_major(&gw, 0, ld),
+                T::zero(),
+                &mut col,
+                ld,
+            );
+            let mut unfolder = Unfolder::new(&g, &table);
+            for (i, x) in xs.chunks_exact_mut(per_in).enumerate() {
+                unfolder.col2im(&col[i * g.ohw()..], ld, x);
+            }
+        });
     }
     Tensor::from_buffer(out, &[n, c, input_hw[0], input_hw[1]])
 }
@@ -394,13 +409,14 @@ pub fn conv2d_weight_grad<T: Element>(
     );
     let size = g.o * g.ckk();
     let step = images_per_task(&g);
+    let table = g.unfold_table();
     // One partial sum per task, added up at the end.
-    let partials: Vec<Buffer<T>> = (0..n.div_ceil(step))
-        .into_par_iter()
-        .map(|t| {
+    let mut partials: Vec<Option<Buffer<T>>> = (0..n.div_ceil(step)).map(|_| None).collect();
+    crate::par::for_each_chunk(&mut partials, 1, |t, slot| {
+        slot[0] = Some({
             let count = step.min(n - t * step);
             let ld = count * g.ohw();
-            let col = im2col_wide(&g, xs, t * step, count);
+            let col = im2col_wide(&g, &table, xs, t * step, count);
             let gw = gather_outputs(&g, gs, t * step, count);
             // acc [o, ckk] = gy [o, count * ohw] @ col^T [count * ohw, ckk]
             let mut acc = Buffer::for_overwrite(size);
@@ -417,9 +433,9 @@ pub fn conv2d_weight_grad<T: Element>(
                 g.ckk(),
             );
             acc
-        })
-        .collect();
-    let mut parts = partials.into_iter();
+        });
+    });
+    let mut parts = partials.into_iter().flatten();
     let mut out = parts
         .next()
         .unwrap_or_else(|| Buffer::filled(size, T::zero()));

@@ -2,7 +2,6 @@
 
 use deepgen_tensor::storage::Buffer;
 use deepgen_tensor::{broadcast_shapes, DType, Layout};
-use rayon::prelude::*;
 
 use crate::{Element, Error, Result, Tensor};
 
@@ -154,19 +153,16 @@ pub fn gemm_par<T: Element>(
     c: &mut [T],
     ldc: usize,
 ) {
-    let threads = rayon::current_num_threads();
+    let threads = crate::par::threads();
     if threads < 2 || m * k * n < GEMM_PAR_WORK || m < 16 {
         return gemm(m, k, n, alpha, a, b, beta, c, ldc);
     }
     // Row blocks that are multiples of the 8-row micro-kernel height.
     let rows = m.div_ceil(threads).div_ceil(8) * 8;
-    c[..m * ldc]
-        .par_chunks_mut(rows * ldc)
-        .enumerate()
-        .for_each(|(i, block)| {
-            let r = block.len() / ldc;
-            gemm(r, k, n, alpha, a.row_block(i * rows), b, beta, block, ldc);
-        });
+    crate::par::for_each_chunk(&mut c[..m * ldc], rows * ldc, |i, block| {
+        let r = block.len().div_ceil(ldc);
+        gemm(r, k, n, alpha, a.row_block(i * rows), b, beta, block, ldc);
+    });
 }
 
 /// Matrix product of the last two axes, `[.., m, k] @ [.., k, n] -> [.., m, n]`,
@@ -230,10 +226,14 @@ pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
     if m * n == 0 {
         return Tensor::from_buffer(out, &out_shape);
     }
-    if nb > 1 && nb * m * k * n >= GEMM_PAR_WORK {
-        out.par_chunks_mut(m * n)
-            .enumerate()
-            .for_each(|(i, c)| one(i, c, false));
+    if nb > 1 && nb * m * k * n >= GEMM_PAR_WORK && crate::par::threads() > 1 {
+        // A few batch items per task; each product single-threaded.
+        let per_task = nb.div_ceil(crate::par::threads() * 2);
+        crate::par::for_each_chunk(&mut out, per_task * m * n, |t, block| {
+            for (i, c) in block.chunks_mut(m * n).enumerate() {
+                one(t * per_task + i, c, false);
+            }
+        });
     } else {
         for (i, c) in out.chunks_mut(m * n).enumerate() {
             one(i, c, true);

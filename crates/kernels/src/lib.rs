@@ -17,6 +17,7 @@ mod conv;
 mod dispatch;
 mod gemm;
 pub mod math;
+pub mod par;
 mod pool;
 mod reduce;
 mod shape;

@@ -1,9 +1,7 @@
 //! max_pool2d and avg_pool2d, with their backward kernels.
 
+use crate::{par, Element, Error, Result, Tensor};
 use deepgen_tensor::storage::Buffer;
-use rayon::prelude::*;
-
-use crate::{Element, Error, Result, Tensor, PAR_THRESHOLD};
 
 /// Window, stride and zero padding of a pooling, per spatial axis (y, x).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,20 +80,25 @@ impl PoolGeom {
     }
 }
 
-/// Runs `f(plane_index, out_plane)` over output planes, in parallel when large.
-fn per_plane<T: Element>(
-    out: &mut [T],
+/// Runs `f(plane_index, out_plane)` over output planes, in parallel when
+/// `work` (elements touched) is large.
+fn per_plane<U: Send>(
+    out: &mut [U],
     plane: usize,
     work: usize,
-    f: impl Fn(usize, &mut [T]) + Sync,
+    f: impl Fn(usize, &mut [U]) + Sync,
 ) {
     if plane == 0 {
         return;
     }
-    if work >= PAR_THRESHOLD {
-        out.par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(p, o)| f(p, o));
+    let planes = out.len() / plane;
+    if par::worth_splitting(work) && planes > 1 {
+        let per_task = planes.div_ceil(par::threads() * 4);
+        par::for_each_chunk(out, per_task * plane, |t, o| {
+            for (i, o) in o.chunks_mut(plane).enumerate() {
+                f(t * per_task + i, o);
+            }
+        });
     } else {
         out.chunks_mut(plane).enumerate().for_each(|(p, o)| f(p, o));
     }
@@ -111,10 +114,9 @@ pub fn max_pool2d<T: Element>(
     let x = x.contiguous();
     let xs = x.as_slice().expect("contiguous");
     let plane_out = g.oh * g.ow;
-    let mut out = Buffer::for_overwrite(g.planes * plane_out);
     let mut idx = vec![0usize; g.planes * plane_out];
     let work = g.planes * plane_out * g.opts.kernel[0] * g.opts.kernel[1];
-    let run = |p: usize, o: &mut [T], ix: &mut [usize]| {
+    per_plane(&mut idx, plane_out, work, |p, ix| {
         let src = &xs[p * g.h * g.w..][..g.h * g.w];
         for oy in 0..g.oh {
             for ox in 0..g.ow {
@@ -130,28 +132,12 @@ pub fn max_pool2d<T: Element>(
                         }
                     }
                 }
-                o[oy * g.ow + ox] = best;
                 ix[oy * g.ow + ox] = at;
             }
         }
-    };
-    if plane_out > 0 {
-        if work >= PAR_THRESHOLD {
-            out.par_chunks_mut(plane_out)
-                .zip(idx.par_chunks_mut(plane_out))
-                .enumerate()
-                .for_each(|(p, (o, ix))| run(p, o, ix));
-        } else {
-            for (p, (o, ix)) in out
-                .chunks_mut(plane_out)
-                .zip(idx.chunks_mut(plane_out))
-                .enumerate()
-            {
-                run(p, o, ix);
-            }
-        }
-    }
-    Ok((Tensor::from_buffer(out, &[g.n, g.c, g.oh, g.ow])?, idx))
+    });
+    let out = gather_planes(&x, &idx, &[g.n, g.c, g.oh, g.ow])?;
+    Ok((out, idx))
 }
 
 /// Adds each element of g [n, c, k...] into the plane position that

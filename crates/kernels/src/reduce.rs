@@ -1,9 +1,7 @@
 //! Reductions over any set of axes.
 
+use crate::{binary, par, unary, Element, Error, Result, Tensor};
 use deepgen_tensor::storage::Buffer;
-use rayon::prelude::*;
-
-use crate::{binary, unary, Element, Error, Result, Tensor, PAR_THRESHOLD};
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -147,13 +145,19 @@ fn reduce<T: Element>(
                 *o = kind.combine(*o, kind.slice(&data[start..start + r2]));
             }
         };
-        if k > 1 && data.len() >= PAR_THRESHOLD {
-            out.par_iter_mut().enumerate().for_each(fill);
-        } else if k == 1 && r1 == 1 && data.len() >= PAR_THRESHOLD {
-            let parts: Vec<T> = data
-                .par_chunks(PAR_THRESHOLD)
-                .map(|c| kind.slice(c))
-                .collect();
+        if k > 1 && par::worth_splitting(data.len()) {
+            let per_task = k.div_ceil(par::threads() * 4);
+            par::for_each_chunk(&mut out, per_task, |t, o| {
+                for (j, o) in o.iter_mut().enumerate() {
+                    fill((t * per_task + j, o));
+                }
+            });
+        } else if k == 1 && r1 == 1 && par::worth_splitting(data.len()) {
+            let len = par::chunk_len(data.len());
+            let mut parts = vec![T::zero(); data.len().div_ceil(len)];
+            par::for_each_chunk(&mut parts, 1, |i, p| {
+                p[0] = kind.slice(&data[i * len..((i + 1) * len).min(data.len())]);
+            });
             out[0] = kind.slice(&parts);
         } else {
             out.iter_mut().enumerate().for_each(fill);

@@ -1,9 +1,7 @@
 //! Elementwise functions of one tensor.
 
+use crate::{math, par, Element, Tensor};
 use deepgen_tensor::storage::Buffer;
-use rayon::prelude::*;
-
-use crate::{math, Element, Tensor, PAR_CHUNK, PAR_THRESHOLD};
 
 /// Applies a slice function chunk by chunk into a fresh tensor, in parallel
 /// above the threshold. `f(input, output)` sees equal-length slices.
@@ -11,10 +9,9 @@ pub fn map_slices<T: Element>(x: &Tensor<T>, f: impl Fn(&[T], &mut [T]) + Sync) 
     let x = x.contiguous();
     let src = x.as_slice().expect("contiguous");
     let mut out = Buffer::for_overwrite(src.len());
-    if src.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(PAR_CHUNK)
-            .zip(src.par_chunks(PAR_CHUNK))
-            .for_each(|(o, s)| f(s, o));
+    if par::worth_splitting(src.len()) {
+        let len = par::chunk_len(src.len());
+        par::for_each_chunk(&mut out, len, |i, o| f(&src[i * len..][..o.len()], o));
     } else {
         f(src, &mut out);
     }
@@ -140,7 +137,7 @@ mod tests {
 
     #[test]
     fn large_inputs_take_the_parallel_path_with_the_same_result() {
-        let n = PAR_THRESHOLD * 3 + 17;
+        let n = crate::PAR_THRESHOLD * 3 + 17;
         let x = Tensor::<f32>::from_vec(
             (0..n).map(|i| (i % 200) as f32 * 0.1 - 10.0).collect(),
             &[n],
