@@ -7,9 +7,10 @@ operations in PyTorch (torch.set_num_threads(t)), in one invocation, then
 prints medians and time ratios deepgen / PyTorch as a Markdown table.
 
     pip install torch
-    python3 benches/compare.py --threads 1 2 [--skip-cargo] [--out FILE]
+    python3 benches/compare.py --threads 1 2 [--only GROUP] [--skip-cargo] [--out FILE]
 
---skip-cargo reuses the last criterion results in target/criterion.
+--only sgemm|conv|elementwise runs one group; --skip-cargo reuses the last
+criterion results in target/criterion.
 """
 
 import argparse
@@ -53,20 +54,27 @@ def median_time(fn, min_runs=10, min_seconds=2.0):
     return statistics.median(times)
 
 
-def torch_times():
+def torch_times(only):
     g = torch.Generator().manual_seed(0)
     out = {}
+    if only not in (None, "sgemm"):
+        return elementwise_and_conv(g, out, only)
     for n in (64, 128, 256, 512, 1024):
         a = torch.randn(n, n, generator=g)
         b = torch.randn(n, n, generator=g)
         out[("sgemm", str(n))] = median_time(lambda: torch.mm(a, b))
+    return out if only == "sgemm" else elementwise_and_conv(g, out, only)
 
+
+def elementwise_and_conv(g, out, only):
     def conv_step(x, w, gy, transpose):
         y = F.conv_transpose2d(x, w, stride=2, padding=1) if transpose else F.conv2d(x, w, stride=2, padding=1)
         y.backward(gy)
         x.grad = None
         w.grad = None
 
+    if only == "elementwise":
+        return elementwise(g, out)
     x = torch.randn(64, 64, 14, 14, generator=g, requires_grad=True)
     w = torch.randn(128, 64, 4, 4, generator=g, requires_grad=True)
     gy = torch.randn(64, 128, 7, 7, generator=g)
@@ -75,24 +83,29 @@ def torch_times():
     w = torch.randn(256, 128, 4, 4, generator=g, requires_grad=True)
     gy = torch.randn(64, 128, 14, 14, generator=g)
     out[("conv", "conv_transpose2d_fwd_bwd")] = median_time(lambda: conv_step(x, w, gy, True), min_runs=20)
+    return out if only == "conv" else elementwise(g, out)
+
+
+def elementwise(g, out):
     v = torch.randn(1 << 20, generator=g)
     out[("elementwise", "exp_1M")] = median_time(lambda: torch.exp(v))
     out[("elementwise", "sigmoid_1M")] = median_time(lambda: torch.sigmoid(v))
     return out
 
 
-def deepgen_times(threads, run_cargo):
+def deepgen_times(threads, run_cargo, cases):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     if run_cargo:
+        groups = "|".join(sorted({c[0] for c in cases}))
         subprocess.run(
-            ["cargo", "bench", "-q", "-p", "deepgen-benches", "--bench", "kernels", "--", "--noplot"],
+            ["cargo", "bench", "-q", "-p", "deepgen-benches", "--bench", "kernels", "--", f"^({groups})/", "--noplot"],
             cwd=ROOT,
             env=env,
             check=True,
             stdout=subprocess.DEVNULL,
         )
     out = {}
-    for group, ident, _, _ in CASES:
+    for group, ident, _, _ in cases:
         path = ROOT / "target" / "criterion" / f"{group}_t{threads}" / ident / "new" / "estimates.json"
         with open(path) as f:
             out[(group, ident)] = json.load(f)["median"]["point_estimate"] / 1e9
@@ -108,6 +121,7 @@ def fmt(seconds):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--only", choices=["sgemm", "conv", "elementwise"])
     p.add_argument("--skip-cargo", action="store_true")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
@@ -117,11 +131,12 @@ def main():
         "| operation | threads | deepgen | PyTorch | ratio (deepgen / PyTorch) | target |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    cases = [c for c in CASES if args.only in (None, c[0])]
     for t in args.threads:
         torch.set_num_threads(t)
-        ours = deepgen_times(t, not args.skip_cargo)
-        theirs = torch_times()
-        for group, ident, label, target in CASES:
+        ours = deepgen_times(t, not args.skip_cargo, cases)
+        theirs = torch_times(args.only)
+        for group, ident, label, target in cases:
             a, b = ours[(group, ident)], theirs[(group, ident)]
             extra = ""
             if group == "sgemm":

@@ -289,13 +289,18 @@ fn exp_f32<const FMA: bool>(x: f32) -> f32 {
 /// e^x for x in [-87, 88]: no clamping, and 2^n is one normal power.
 #[inline(always)]
 fn exp_in_range<const FMA: bool>(x: f32) -> f32 {
-    let n = fma::<FMA>(x, std::f32::consts::LOG2_E, 0.5).floor();
+    // Adding 1.5 * 2^23 rounds x log2(e) to an integer n held in the low
+    // mantissa bits: no round or convert instruction is needed.
+    const SHIFT: f32 = 12_582_912.0;
+    let t = fma::<FMA>(x, std::f32::consts::LOG2_E, SHIFT);
+    let n = t - SHIFT;
     let r = fma::<FMA>(n, -0.693_359_4, x);
     let r = fma::<FMA>(n, 2.121_944_4e-4, r);
     let y = exp_poly::<FMA>(r);
-    // SAFETY: n is in [-126, 127] for x in [-87, 88].
-    let ni: i32 = unsafe { n.to_int_unchecked() };
-    y * f32::from_bits(((ni + 127) as u32) << 23)
+    // t's low bits hold n + 2^22 (n in [-126, 127] for x in [-87, 88]);
+    // moving them into the exponent field gives 2^n.
+    let bits = t.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(127) << 23;
+    y * f32::from_bits(bits)
 }
 
 /// e^r for |r| <= ln(2) / 2 (Cephes expf polynomial).

@@ -125,7 +125,10 @@ mod tests {
     use super::*;
 
     fn visits_every_chunk_once(threads: usize) {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         let mut data = vec![0usize; 1000];
         pool.install(|| {
             for_each_chunk(&mut data, 7, |i, chunk| {
@@ -134,7 +137,10 @@ mod tests {
                 }
             })
         });
-        assert!(data.iter().enumerate().all(|(k, &v)| v == k + 1), "threads {threads}");
+        assert!(
+            data.iter().enumerate().all(|(k, &v)| v == k + 1),
+            "threads {threads}"
+        );
     }
 
     #[test]
