@@ -1,7 +1,8 @@
 //! Project tasks: `cargo xtask <task>`.
 //!
 //! - `gradcheck [--seed N]`: finite-difference checks of every differentiable
-//!   op, first and second order; prints a table, exits non-zero on a failure.
+//!   op, layer and loss, first and second order; prints a table, exits
+//!   non-zero on a failure.
 
 use std::process::ExitCode;
 
@@ -33,7 +34,8 @@ fn gradcheck(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let reports: Vec<_> = cases::all().iter().flat_map(|c| check(c, seed)).collect();
+    let all = cases::all().into_iter().chain(deepgen_nn::gradcheck::all());
+    let reports: Vec<_> = all.flat_map(|c| check(&c, seed)).collect();
     if print_table(&reports) == 0 {
         ExitCode::SUCCESS
     } else {

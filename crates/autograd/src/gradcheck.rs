@@ -178,7 +178,7 @@ fn perturbed(t: &Tensor<f64>, j: usize, delta: f64) -> Result<Tensor<f64>> {
 /// Prints the reports as a table and returns how many failed.
 pub fn print_table(reports: &[Report]) -> usize {
     println!(
-        "{:<28} {:>5} {:>10} {:>12}  {:<6} inputs",
+        "{:<36} {:>5} {:>10} {:>12}  {:<6} inputs",
         "op", "order", "elements", "max error", "result"
     );
     let mut failed = 0;
@@ -186,7 +186,7 @@ pub fn print_table(reports: &[Report]) -> usize {
         let verdict = if r.passed { "pass" } else { "FAIL" };
         failed += usize::from(!r.passed);
         println!(
-            "{:<28} {:>5} {:>10} {:>12.3e}  {:<6} {}",
+            "{:<36} {:>5} {:>10} {:>12.3e}  {:<6} {}",
             r.name, r.order, r.elements, r.max_error, verdict, r.shapes
         );
         if let Some(f) = &r.failure {

@@ -19,7 +19,7 @@ mod ops;
 mod var;
 
 pub use deepgen_kernels::{Conv2dOptions, Pool2dOptions};
-pub use deepgen_tensor::{DType, Element, Tensor};
+pub use deepgen_tensor::{DType, Element, Error as TensorError, Tensor};
 pub use engine::grad;
 pub use error::{Error, Result};
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};

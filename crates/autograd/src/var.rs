@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use deepgen_kernels as k;
 
 use crate::grad_mode::is_grad_enabled;
-use crate::{Element, Result, Tensor};
+use crate::{Element, Error, Result, Tensor};
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
@@ -171,6 +171,26 @@ impl<T: Element> Var<T> {
     /// Clears the accumulated gradient.
     pub fn zero_grad(&self) {
         *self.0.grad.lock().expect("grad lock") = None;
+    }
+
+    /// Replaces the accumulated gradient (`None` clears it), so code between
+    /// `backward` and an optimizer step can edit gradients: clipping,
+    /// scaling, restoring. The gradient must have the value's shape, as one
+    /// from `backward` does; otherwise nothing changes and the error names
+    /// both shapes.
+    pub fn set_grad(&self, grad: Option<Tensor<T>>) -> Result<()> {
+        if let Some(g) = &grad {
+            let want = self.shape();
+            if g.shape() != want.as_slice() {
+                return Err(Error::GradShape {
+                    what: "set_grad".into(),
+                    got: g.shape().to_vec(),
+                    want,
+                });
+            }
+        }
+        *self.0.grad.lock().expect("grad lock") = grad;
+        Ok(())
     }
 
     pub(crate) fn accumulate_grad(&self, g: Tensor<T>) -> Result<()> {

@@ -1,3 +1,22 @@
-//! deepgen-nn: layers (`Module`), initialisers, losses and PyTorch-compatible
-//! state dicts. Not built yet: it arrives with the layers issue, on top of
-//! deepgen-autograd.
+//! deepgen-nn: layers, initialisers, losses and state dicts.
+//!
+//! A [`Module`] maps a [`Var`] to a [`Var`] and exposes its parameters,
+//! buffers and counters under PyTorch's dotted names (`0.weight`,
+//! `1.running_mean`, ...), so a state dict written here loads into the same
+//! PyTorch module with `load_state_dict`, and back ([`checkpoint`]). Layers
+//! take PyTorch's defaults (initialisation included) and are generic over
+//! the element type: f32 for training, f64 for gradient checks.
+
+pub mod checkpoint;
+mod error;
+pub mod gradcheck;
+pub mod init;
+mod layers;
+pub mod loss;
+mod module;
+
+pub use deepgen_autograd::{Conv2dOptions, Element, Tensor, Var};
+pub use error::{Error, Result};
+pub use layers::*;
+pub use loss::Reduction;
+pub use module::{Module, Slot};

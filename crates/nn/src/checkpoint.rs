@@ -1,0 +1,321 @@
+//! State dicts as safetensors files, named and laid out as PyTorch's.
+//!
+//! A module's parameters and buffers are written in its element type (F32 or
+//! F64), counters as I64, under the module's dotted names; the file loads
+//! into the same PyTorch module with
+//! `module.load_state_dict(safetensors.torch.load_file(path))`, and a file
+//! saved that way from PyTorch loads here. Writes go to a temporary file in
+//! the same folder that is renamed over the target only once complete, so a
+//! crash never leaves a half-written checkpoint. Loading checks every name,
+//! shape and dtype before it changes anything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::module::Slot;
+use crate::{Element, Error, Module, Result, Tensor};
+
+/// One tensor of a state dict, in the dtypes deepgen reads and writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    F32(Tensor<f32>),
+    F64(Tensor<f64>),
+    I64 { shape: Vec<usize>, data: Vec<i64> },
+}
+
+impl TensorData {
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            TensorData::F32(t) => t.shape().to_vec(),
+            TensorData::F64(t) => t.shape().to_vec(),
+            TensorData::I64 { shape, .. } => shape.clone(),
+        }
+    }
+
+    fn dtype(&self) -> Dtype {
+        match self {
+            TensorData::F32(_) => Dtype::F32,
+            TensorData::F64(_) => Dtype::F64,
+            TensorData::I64 { .. } => Dtype::I64,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            TensorData::F32(t) => t.to_vec().iter().flat_map(|v| v.to_le_bytes()).collect(),
+            TensorData::F64(t) => t.to_vec().iter().flat_map(|v| v.to_le_bytes()).collect(),
+            TensorData::I64 { data, .. } => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// The values as a float tensor of type `T` (F32 and F64 convert to each other).
+    pub fn to_float<T: Element>(&self) -> Option<Tensor<T>> {
+        match self {
+            TensorData::F32(t) => Some(t.cast()),
+            TensorData::F64(t) => Some(t.cast()),
+            TensorData::I64 { .. } => None,
+        }
+    }
+
+    /// A float tensor of type `T` as stored data.
+    pub fn from_float<T: Element>(t: &Tensor<T>) -> TensorData {
+        match T::DTYPE {
+            deepgen_autograd::DType::F32 => TensorData::F32(t.cast()),
+            deepgen_autograd::DType::F64 => TensorData::F64(t.cast()),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
+/// flushed to disk, then renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io(std::io::Error::other("not a file path")))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// Serialises named tensors (and string metadata) as safetensors bytes.
+pub fn to_bytes(
+    entries: &[(String, TensorData)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = entries
+        .iter()
+        .map(|(n, t)| (n.clone(), t.dtype(), t.shape(), t.bytes()))
+        .collect();
+    let views = raw
+        .iter()
+        .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.as_str(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Invalid {
+            op: "save",
+            msg: e.to_string(),
+        })?;
+    safetensors::tensor::serialize(views, metadata).map_err(|e| Error::Invalid {
+        op: "save",
+        msg: e.to_string(),
+    })
+}
+
+/// Writes named tensors to a safetensors file, atomically.
+pub fn save_tensors(
+    path: &Path,
+    entries: &[(String, TensorData)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    write_atomic(path, &to_bytes(entries, metadata)?)
+}
+
+/// Reads every tensor of a safetensors file (F32, F64 and I64), with the
+/// file's string metadata. A truncated or corrupt file is an error.
+pub fn load_tensors(path: &Path) -> Result<(Vec<(String, TensorData)>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_bytes(path, &bytes)
+}
+
+/// Parses safetensors bytes; `path` names the source in errors.
+pub fn from_bytes(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Vec<(String, TensorData)>, HashMap<String, String>)> {
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        let data = view.data();
+        let t = match view.dtype() {
+            Dtype::F32 => TensorData::F32(Tensor::from_vec(
+                le_values(data, f32::from_le_bytes),
+                &shape,
+            )?),
+            Dtype::F64 => TensorData::F64(Tensor::from_vec(
+                le_values(data, f64::from_le_bytes),
+                &shape,
+            )?),
+            Dtype::I64 => TensorData::I64 {
+                shape,
+                data: le_values(data, i64::from_le_bytes),
+            },
+            other => {
+                return Err(Error::TensorDtype {
+                    path: path.to_path_buf(),
+                    name,
+                    expected: "F32, F64 or I64".into(),
+                    found: format!("{other:?}"),
+                })
+            }
+        };
+        out.push((name, t));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+fn le_values<V, const N: usize>(bytes: &[u8], f: fn([u8; N]) -> V) -> Vec<V> {
+    bytes
+        .chunks_exact(N)
+        .map(|c| f(c.try_into().expect("chunks of N bytes")))
+        .collect()
+}
+
+/// The module's state dict: parameters and buffers in its element type,
+/// counters as I64, under their dotted names.
+pub fn state_dict<T: Element>(module: &dyn Module<T>) -> Vec<(String, TensorData)> {
+    let mut out = Vec::new();
+    module.visit(&mut |name, slot| {
+        let t = match slot {
+            Slot::Parameter(v) | Slot::Buffer(v) => TensorData::from_float(&v.value()),
+            Slot::Counter(c) => TensorData::I64 {
+                shape: vec![],
+                data: vec![c.load(Ordering::Relaxed)],
+            },
+        };
+        out.push((name.to_string(), t));
+    });
+    out
+}
+
+/// Saves the module's state dict to `path` (atomically).
+pub fn save<T: Element>(module: &dyn Module<T>, path: &Path) -> Result<()> {
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    save_tensors(path, &state_dict(module), Some(meta))
+}
+
+/// What a non-strict load left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Module state the file does not have (left unchanged).
+    pub missing: Vec<String>,
+    /// File tensors the module does not have (ignored).
+    pub unexpected: Vec<String>,
+}
+
+/// Loads a state dict file into `module`. Strict: every name must match both
+/// ways. Non-strict: matching names load, the rest is reported. A shape or
+/// dtype mismatch is always an error. Nothing changes unless the whole load
+/// can succeed.
+pub fn load<T: Element>(module: &dyn Module<T>, path: &Path, strict: bool) -> Result<LoadReport> {
+    let (entries, _) = load_tensors(path)?;
+    load_entries(module, path, entries, strict)
+}
+
+/// [`load`] from tensors already read; `source` names them in errors.
+pub fn load_entries<T: Element>(
+    module: &dyn Module<T>,
+    source: &Path,
+    entries: Vec<(String, TensorData)>,
+    strict: bool,
+) -> Result<LoadReport> {
+    let mut file: BTreeMap<String, TensorData> = entries.into_iter().collect();
+    let path = || source.to_path_buf();
+    let mut report = LoadReport::default();
+    let mut first_error = None;
+    let mut plan: Vec<(String, TensorData)> = Vec::new();
+    module.visit(&mut |name, slot| {
+        if first_error.is_some() {
+            return;
+        }
+        let Some(t) = file.remove(name) else {
+            report.missing.push(name.to_string());
+            return;
+        };
+        let expected = match &slot {
+            Slot::Parameter(v) | Slot::Buffer(v) => v.shape(),
+            Slot::Counter(_) => vec![],
+        };
+        let is_counter = matches!(slot, Slot::Counter(_));
+        if t.shape() != expected {
+            first_error = Some(Error::TensorShape {
+                path: path(),
+                name: name.into(),
+                expected,
+                found: t.shape(),
+            });
+        } else if is_counter != matches!(t, TensorData::I64 { .. }) {
+            let expected = if is_counter { "I64" } else { "F32 or F64" };
+            first_error = Some(Error::TensorDtype {
+                path: path(),
+                name: name.into(),
+                expected: expected.into(),
+                found: format!("{:?}", t.dtype()),
+            });
+        } else {
+            plan.push((name.to_string(), t));
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    report.unexpected = file.into_keys().collect();
+    if strict {
+        if let Some(name) = report.missing.first() {
+            return Err(Error::MissingTensor {
+                path: path(),
+                name: name.clone(),
+            });
+        }
+        if let Some(name) = report.unexpected.first() {
+            return Err(Error::UnexpectedTensor {
+                path: path(),
+                name: name.clone(),
+            });
+        }
+    }
+    // Everything checked: now assign.
+    let plan: BTreeMap<String, TensorData> = plan.into_iter().collect();
+    let mut result = Ok(());
+    module.visit(&mut |name, slot| {
+        let Some(t) = plan.get(name) else { return };
+        match slot {
+            Slot::Parameter(v) | Slot::Buffer(v) => {
+                if let Some(value) = t.to_float::<T>() {
+                    if let Err(e) = v.set_value(value) {
+                        result = Err(e.into());
+                    }
+                }
+            }
+            Slot::Counter(c) => {
+                if let TensorData::I64 { data, .. } = t {
+                    c.store(data[0], Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    result.map(|()| report)
+}

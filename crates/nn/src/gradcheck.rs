@@ -1,0 +1,283 @@
+//! Gradient checks (f64, first and second order) of every layer and loss,
+//! with respect to inputs and parameters; `cargo xtask gradcheck` runs them
+//! beside autograd's op checks. Each case builds its layer from a fixed seed
+//! and then installs the checked leaves as the layer's parameters (the
+//! fields are public), so finite differences move the parameters too.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use deepgen_autograd::gradcheck::Case;
+
+use crate::loss::{self, Reduction};
+use crate::{
+    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
+    Dropout, Embedding, LayerNorm, Linear, Module, Sequential, Tanh, Tensor, Var,
+};
+
+type R = ChaCha8Rng;
+
+fn normal(shape: &[usize], rng: &mut R) -> Tensor<f64> {
+    Tensor::randn(shape, 0.0, 1.0, rng)
+}
+
+fn uniform(shape: &[usize], lo: f64, hi: f64, rng: &mut R) -> Tensor<f64> {
+    Tensor::rand_uniform(shape, lo, hi, rng)
+}
+
+/// nn's errors as autograd's, which is what a gradient-check case returns.
+fn ag<V>(r: crate::Result<V>) -> deepgen_autograd::Result<V> {
+    r.map_err(|e| match e {
+        crate::Error::Autograd(e) => e,
+        other => deepgen_autograd::TensorError::Invalid {
+            op: "nn",
+            shape: vec![],
+            msg: other.to_string(),
+        }
+        .into(),
+    })
+}
+
+fn seeded() -> R {
+    R::seed_from_u64(7)
+}
+
+fn batch_norm_case(name: &str, x_shape: &'static [usize], training: bool) -> Case {
+    Case::new(
+        name,
+        move |rng| {
+            vec![
+                normal(x_shape, rng),
+                uniform(&[x_shape[1]], 0.5, 1.5, rng),
+                normal(&[x_shape[1]], rng),
+            ]
+        },
+        move |x| {
+            let c = x_shape[1];
+            let mut bn = if x_shape.len() == 4 {
+                BatchNorm::new2d(c, BatchNormConfig::default())
+            } else {
+                BatchNorm::new1d(c, BatchNormConfig::default())
+            };
+            bn.weight = Some(x[1].clone());
+            bn.bias = Some(x[2].clone());
+            if !training {
+                let mut rng = seeded();
+                bn.running_mean.set_value(normal(&[c], &mut rng))?;
+                bn.running_var
+                    .set_value(uniform(&[c], 0.5, 2.0, &mut rng))?;
+            }
+            bn.set_training(training);
+            Ok(ag(bn.forward(&x[0]))?.square())
+        },
+    )
+}
+
+/// Every layer and loss of deepgen-nn.
+pub fn all() -> Vec<Case> {
+    vec![
+        Case::new(
+            "nn.Linear",
+            |rng| {
+                vec![
+                    normal(&[3, 4], rng),
+                    normal(&[5, 4], rng),
+                    normal(&[5], rng),
+                ]
+            },
+            |x| {
+                let mut m = ag(Linear::new(4, 5, true, &mut seeded()))?;
+                m.weight = x[1].clone();
+                m.bias = Some(x[2].clone());
+                Ok(ag(m.forward(&x[0]))?.square())
+            },
+        ),
+        Case::new(
+            "nn.Conv2d",
+            |rng| {
+                vec![
+                    normal(&[2, 2, 5, 5], rng),
+                    normal(&[3, 2, 3, 3], rng),
+                    normal(&[3], rng),
+                ]
+            },
+            |x| {
+                let cfg = Conv2dConfig {
+                    stride: 2,
+                    padding: 1,
+                    ..Default::default()
+                };
+                let mut m = ag(Conv2d::new(2, 3, 3, cfg, &mut seeded()))?;
+                m.weight = x[1].clone();
+                m.bias = Some(x[2].clone());
+                Ok(ag(m.forward(&x[0]))?.square())
+            },
+        ),
+        Case::new(
+            "nn.ConvTranspose2d",
+            |rng| {
+                vec![
+                    normal(&[2, 3, 3, 3], rng),
+                    normal(&[3, 2, 4, 4], rng),
+                    normal(&[2], rng),
+                ]
+            },
+            |x| {
+                let cfg = ConvTranspose2dConfig {
+                    stride: 2,
+                    padding: 1,
+                    output_padding: 1,
+                    ..Default::default()
+                };
+                let mut m = ag(ConvTranspose2d::new(3, 2, 4, cfg, &mut seeded()))?;
+                m.weight = x[1].clone();
+                m.bias = Some(x[2].clone());
+                Ok(ag(m.forward(&x[0]))?.square())
+            },
+        ),
+        batch_norm_case("nn.BatchNorm1d (train)", &[5, 3], true),
+        batch_norm_case("nn.BatchNorm2d (train)", &[3, 2, 2, 3], true),
+        batch_norm_case("nn.BatchNorm2d (eval)", &[3, 2, 2, 3], false),
+        Case::new(
+            "nn.LayerNorm",
+            |rng| {
+                vec![
+                    normal(&[3, 4], rng),
+                    uniform(&[4], 0.5, 1.5, rng),
+                    normal(&[4], rng),
+                ]
+            },
+            |x| {
+                let mut m = LayerNorm::new(&[4], 1e-5, true);
+                m.weight = Some(x[1].clone());
+                m.bias = Some(x[2].clone());
+                Ok(ag(m.forward(&x[0]))?.square())
+            },
+        ),
+        Case::new(
+            "nn.Embedding",
+            |rng| vec![normal(&[5, 3], rng)],
+            |x| {
+                let mut m = Embedding::new(5, 3, &mut seeded());
+                m.weight = x[0].clone();
+                let idx = Var::constant(Tensor::from_vec(vec![1.0, 4.0, 1.0, 0.0], &[2, 2])?);
+                Ok(ag(m.forward(&idx))?.square())
+            },
+        ),
+        Case::new(
+            "nn.Dropout (train)",
+            |rng| vec![normal(&[4, 5], rng)],
+            |x| {
+                // A fresh layer with the same seed draws the same mask every evaluation.
+                let m = ag(Dropout::new(0.4, 3))?;
+                Ok(ag(m.forward(&x[0]))?.square())
+            },
+        ),
+        Case::new(
+            "nn.Sequential (Linear-Tanh-Linear)",
+            |rng| {
+                vec![
+                    normal(&[3, 4], rng),
+                    normal(&[6, 4], rng),
+                    normal(&[6], rng),
+                    normal(&[2, 6], rng),
+                    normal(&[2], rng),
+                ]
+            },
+            |x| {
+                let mut l1 = ag(Linear::new(4, 6, true, &mut seeded()))?;
+                let mut l2 = ag(Linear::new(6, 2, true, &mut seeded()))?;
+                (l1.weight, l1.bias, l2.weight, l2.bias) = (
+                    x[1].clone(),
+                    Some(x[2].clone()),
+                    x[3].clone(),
+                    Some(x[4].clone()),
+                );
+                let net = Sequential::new().add(l1).add(Tanh).add(l2);
+                ag(net.forward(&x[0]))
+            },
+        ),
+        Case::new(
+            "loss.mse (mean)",
+            |rng| vec![normal(&[3, 4], rng), normal(&[3, 4], rng)],
+            |x| ag(loss::mse_loss(&x[0], &x[1], Reduction::Mean)),
+        ),
+        Case::new(
+            "loss.l1 (sum)",
+            |rng| {
+                let t = normal(&[3, 4], rng);
+                // Keep |input - target| away from 0, the kink.
+                let d: Vec<f64> = (0..12)
+                    .map(|_| if rng.random::<bool>() { 0.5 } else { -0.5 })
+                    .collect();
+                let i = deepgen_kernels::add(&t, &Tensor::from_vec(d, &[3, 4]).expect("12 values"))
+                    .expect("same shape");
+                vec![i, t]
+            },
+            |x| Ok(ag(loss::l1_loss(&x[0], &x[1], Reduction::Sum))?.square()),
+        ),
+        Case::new(
+            "loss.bce (mean)",
+            |rng| {
+                vec![
+                    uniform(&[3, 4], 0.05, 0.95, rng),
+                    uniform(&[3, 4], 0.0, 1.0, rng),
+                ]
+            },
+            |x| ag(loss::bce_loss(&x[0], &x[1], Reduction::Mean)),
+        ),
+        Case::new(
+            "loss.bce_with_logits (pos_weight)",
+            |rng| {
+                vec![
+                    normal(&[3, 4], rng),
+                    uniform(&[3, 4], 0.0, 1.0, rng),
+                    uniform(&[4], 0.5, 2.0, rng),
+                ]
+            },
+            |x| {
+                ag(loss::bce_with_logits(
+                    &x[0],
+                    &x[1],
+                    Some(&x[2]),
+                    Reduction::Sum,
+                ))
+            },
+        ),
+        Case::new(
+            "loss.cross_entropy (mean)",
+            |rng| vec![normal(&[4, 5], rng)],
+            |x| ag(loss::cross_entropy(&x[0], &[1, 4, 0, 1], Reduction::Mean)),
+        ),
+        Case::new(
+            "loss.nll (sum)",
+            |rng| vec![normal(&[4, 3], rng)],
+            |x| Ok(ag(loss::nll_loss(&x[0], &[2, 0, 0, 1], Reduction::Sum))?.square()),
+        ),
+        Case::new(
+            "loss.gaussian_nll (full)",
+            |rng| {
+                vec![
+                    normal(&[3, 4], rng),
+                    normal(&[3, 4], rng),
+                    uniform(&[3, 4], 0.3, 2.0, rng),
+                ]
+            },
+            |x| {
+                ag(loss::gaussian_nll_loss(
+                    &x[0],
+                    &x[1],
+                    &x[2],
+                    true,
+                    1e-6,
+                    Reduction::Mean,
+                ))
+            },
+        ),
+        Case::new(
+            "loss.kl_normal_std (sum)",
+            |rng| vec![normal(&[3, 4], rng), normal(&[3, 4], rng)],
+            |x| ag(loss::kl_normal_std(&x[0], &x[1], Reduction::Sum)),
+        ),
+    ]
+}

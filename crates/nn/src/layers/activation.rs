@@ -1,0 +1,54 @@
+//! Activation layers (no state).
+
+use crate::{Element, Module, Result, Var};
+
+macro_rules! activation {
+    ($(#[$doc:meta])* $name:ident, |$x:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name;
+
+        impl<T: Element> Module<T> for $name {
+            fn forward(&self, $x: &Var<T>) -> Result<Var<T>> {
+                Ok($body)
+            }
+        }
+    };
+}
+
+activation!(
+    /// max(x, 0)
+    Relu, |x| x.relu()
+);
+activation!(
+    /// 1 / (1 + e^-x)
+    Sigmoid, |x| x.sigmoid()
+);
+activation!(
+    /// tanh x
+    Tanh, |x| x.tanh()
+);
+
+/// x for x > 0, slope * x otherwise (PyTorch's default slope 0.01).
+#[derive(Debug, Clone, Copy)]
+pub struct LeakyRelu {
+    pub slope: f64,
+}
+
+impl Default for LeakyRelu {
+    fn default() -> Self {
+        LeakyRelu { slope: 0.01 }
+    }
+}
+
+impl LeakyRelu {
+    pub fn new(slope: f64) -> Self {
+        LeakyRelu { slope }
+    }
+}
+
+impl<T: Element> Module<T> for LeakyRelu {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+        Ok(x.leaky_relu(T::of(self.slope)))
+    }
+}

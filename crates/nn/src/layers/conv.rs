@@ -1,0 +1,156 @@
+use rand::Rng;
+
+use crate::module::Slot;
+use crate::{init, Conv2dOptions, Element, Module, Result, Var};
+
+/// Geometry of a Conv2d beyond its channel counts (PyTorch's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub bias: bool,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Conv2dConfig {
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            bias: true,
+        }
+    }
+}
+
+fn options(stride: usize, padding: usize, dilation: usize) -> Conv2dOptions {
+    Conv2dOptions {
+        stride: [stride; 2],
+        padding: [padding; 2],
+        dilation: [dilation; 2],
+    }
+}
+
+fn add_channel_bias<T: Element>(y: Var<T>, bias: &Option<Var<T>>) -> Result<Var<T>> {
+    match bias {
+        Some(b) => {
+            let c = b.shape()[0];
+            Ok(y.add(&b.reshape(&[1, c, 1, 1])?)?)
+        }
+        None => Ok(y),
+    }
+}
+
+/// 2-D convolution: [n, in, h, w] -> [n, out, h', w']; weight [out, in, k, k].
+pub struct Conv2d<T: Element = f32> {
+    pub weight: Var<T>,
+    pub bias: Option<Var<T>>,
+    pub options: Conv2dOptions,
+}
+
+impl<T: Element> Conv2d<T> {
+    pub fn new<R: Rng + ?Sized>(
+        inputs: usize,
+        outputs: usize,
+        kernel: usize,
+        config: Conv2dConfig,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let shape = [outputs, inputs, kernel, kernel];
+        let weight = Var::parameter(init::default_weight(&shape, rng)?);
+        let bias = match config.bias {
+            true => Some(Var::parameter(init::default_bias(&shape, outputs, rng)?)),
+            false => None,
+        };
+        Ok(Conv2d {
+            weight,
+            bias,
+            options: options(config.stride, config.padding, config.dilation),
+        })
+    }
+}
+
+impl<T: Element> Module<T> for Conv2d<T> {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+        add_channel_bias(x.conv2d(&self.weight, self.options)?, &self.bias)
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        f("weight", Slot::Parameter(&self.weight));
+        if let Some(b) = &self.bias {
+            f("bias", Slot::Parameter(b));
+        }
+    }
+}
+
+/// Geometry of a ConvTranspose2d beyond its channel counts (PyTorch's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvTranspose2dConfig {
+    pub stride: usize,
+    pub padding: usize,
+    pub output_padding: usize,
+    pub dilation: usize,
+    pub bias: bool,
+}
+
+impl Default for ConvTranspose2dConfig {
+    fn default() -> Self {
+        ConvTranspose2dConfig {
+            stride: 1,
+            padding: 0,
+            output_padding: 0,
+            dilation: 1,
+            bias: true,
+        }
+    }
+}
+
+/// Transposed convolution: [n, in, h, w] -> [n, out, h', w']; weight [in, out, k, k].
+pub struct ConvTranspose2d<T: Element = f32> {
+    pub weight: Var<T>,
+    pub bias: Option<Var<T>>,
+    pub options: Conv2dOptions,
+    pub output_padding: usize,
+}
+
+impl<T: Element> ConvTranspose2d<T> {
+    /// PyTorch's default initialisation; note PyTorch's fan_in for this
+    /// weight layout is `out * k * k`.
+    pub fn new<R: Rng + ?Sized>(
+        inputs: usize,
+        outputs: usize,
+        kernel: usize,
+        config: ConvTranspose2dConfig,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let shape = [inputs, outputs, kernel, kernel];
+        let weight = Var::parameter(init::default_weight(&shape, rng)?);
+        let bias = match config.bias {
+            true => Some(Var::parameter(init::default_bias(&shape, outputs, rng)?)),
+            false => None,
+        };
+        Ok(ConvTranspose2d {
+            weight,
+            bias,
+            options: options(config.stride, config.padding, config.dilation),
+            output_padding: config.output_padding,
+        })
+    }
+}
+
+impl<T: Element> Module<T> for ConvTranspose2d<T> {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+        let op = [self.output_padding; 2];
+        add_channel_bias(
+            x.conv_transpose2d(&self.weight, self.options, op)?,
+            &self.bias,
+        )
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        f("weight", Slot::Parameter(&self.weight));
+        if let Some(b) = &self.bias {
+            f("bias", Slot::Parameter(b));
+        }
+    }
+}

@@ -1,0 +1,63 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::{Element, Error, Module, Result, Tensor, Var};
+
+/// Zeroes each element with probability `p` in training mode and scales the
+/// rest by 1 / (1 - p); the identity in eval mode. Its masks come from its
+/// own generator, seeded at construction, so runs repeat.
+pub struct Dropout {
+    pub p: f64,
+    rng: Mutex<ChaCha8Rng>,
+    training: AtomicBool,
+}
+
+impl Dropout {
+    pub fn new(p: f64, seed: u64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::Invalid {
+                op: "dropout",
+                msg: format!("probability {p} is not in [0, 1]"),
+            });
+        }
+        Ok(Dropout {
+            p,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            training: AtomicBool::new(true),
+        })
+    }
+}
+
+impl<T: Element> Module<T> for Dropout {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+        if !self.training.load(Ordering::Relaxed) || self.p == 0.0 {
+            return Ok(x.clone());
+        }
+        let n = x.numel();
+        let keep = 1.0 - self.p;
+        let scale = if keep > 0.0 {
+            T::of(1.0 / keep)
+        } else {
+            T::zero()
+        };
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mask: Vec<T> = (0..n)
+            .map(|_| {
+                if rng.random::<f64>() < keep {
+                    scale
+                } else {
+                    T::zero()
+                }
+            })
+            .collect();
+        let mask = Var::constant(Tensor::from_vec(mask, &x.shape())?);
+        Ok(x.mul(&mask)?)
+    }
+
+    fn set_training(&self, training: bool) {
+        self.training.store(training, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,47 @@
+use rand::Rng;
+
+use crate::module::Slot;
+use crate::{init, Element, Module, Result, Var};
+
+/// y = x W^T + b: [.., in] -> [.., out]. `weight` is [out, in] as in PyTorch.
+pub struct Linear<T: Element = f32> {
+    pub weight: Var<T>,
+    pub bias: Option<Var<T>>,
+}
+
+impl<T: Element> Linear<T> {
+    /// PyTorch's default initialisation (U(-1/sqrt(in), 1/sqrt(in)) for both).
+    pub fn new<R: Rng + ?Sized>(
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let shape = [outputs, inputs];
+        let weight = Var::parameter(init::default_weight(&shape, rng)?);
+        let bias = if bias {
+            Some(Var::parameter(init::default_bias(&shape, outputs, rng)?))
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+}
+
+impl<T: Element> Module<T> for Linear<T> {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+        // W^T is a strided view: no copy before the gemm.
+        let y = x.matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(b) => Ok(y.add(b)?),
+            None => Ok(y),
+        }
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        f("weight", Slot::Parameter(&self.weight));
+        if let Some(b) = &self.bias {
+            f("bias", Slot::Parameter(b));
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! BatchNorm (1-D and 2-D) and LayerNorm.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use deepgen_autograd::no_grad;
+
+use crate::module::Slot;
+use crate::{Element, Error, Module, Result, Tensor, Var};
+
+/// BatchNorm settings, with PyTorch's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormConfig {
+    pub eps: f64,
+    /// Weight of the new batch statistic in the running average; None for a
+    /// cumulative average (PyTorch's `momentum=None`).
+    pub momentum: Option<f64>,
+    pub affine: bool,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        BatchNormConfig {
+            eps: 1e-5,
+            momentum: Some(0.1),
+            affine: true,
+        }
+    }
+}
+
+/// Batch normalisation over every axis but the channel axis 1:
+/// BatchNorm1d for [n, c] or [n, c, l], BatchNorm2d for [n, c, h, w].
+/// Training mode normalises with the batch statistics (biased variance) and
+/// updates the running ones (unbiased variance); eval mode uses the running ones.
+pub struct BatchNorm<T: Element = f32> {
+    pub weight: Option<Var<T>>,
+    pub bias: Option<Var<T>>,
+    pub running_mean: Var<T>,
+    pub running_var: Var<T>,
+    pub num_batches_tracked: AtomicI64,
+    pub config: BatchNormConfig,
+    ranks: &'static [usize],
+    training: AtomicBool,
+}
+
+impl<T: Element> BatchNorm<T> {
+    fn with_ranks(channels: usize, config: BatchNormConfig, ranks: &'static [usize]) -> Self {
+        let affine = |v: f64| {
+            config
+                .affine
+                .then(|| Var::parameter(Tensor::full(&[channels], T::of(v))))
+        };
+        BatchNorm {
+            weight: affine(1.0),
+            bias: affine(0.0),
+            running_mean: Var::constant(Tensor::zeros(&[channels])),
+            running_var: Var::constant(Tensor::ones(&[channels])),
+            num_batches_tracked: AtomicI64::new(0),
+            config,
+            ranks,
+            training: AtomicBool::new(true),
+        }
+    }
+
+    /// PyTorch's BatchNorm1d: input [n, c] or [n, c, l].
+    pub fn new1d(channels: usize, config: BatchNormConfig) -> Self {
+        Self::with_ranks(channels, config, &[2, 3])
+    }
+
+    /// PyTorch's BatchNorm2d: input [n, c, h, w].
+    pub fn new2d(channels: usize, config: BatchNormConfig) -> Self {
+        Self::with_ranks(channels, config, &[4])
+    }
+
+    fn is_training(&self) -> bool {
+        self.training.load(Ordering::Relaxed)
+    }
+}
+
+impl<T: Element> Module<T> for BatchNorm<T> {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+        let shape = x.shape();
+        let c = self.running_mean.numel();
+        if !self.ranks.contains(&shape.len()) || shape[1] != c {
+            return Err(Error::Invalid {
+                op: "batch_norm",
+                msg: format!(
+                    "input {shape:?} does not fit {c} channels (rank {:?})",
+                    self.ranks
+                ),
+            });
+        }
+        let mut channel_shape = vec![1; shape.len()];
+        channel_shape[1] = c;
+        let axes: Vec<usize> = (0..shape.len()).filter(|&a| a != 1).collect();
+        let (mean, var) = if self.is_training() {
+            let count: usize = axes.iter().map(|&a| shape[a]).product();
+            if count < 2 {
+                return Err(Error::Invalid {
+                    op: "batch_norm",
+                    msg: format!(
+                        "expected more than 1 value per channel when training, got input {shape:?}"
+                    ),
+                });
+            }
+            let mean = x.mean(&axes, true)?;
+            let var = x.var(&axes, true, 0)?;
+            let n = self.num_batches_tracked.fetch_add(1, Ordering::Relaxed) + 1;
+            let m = self.config.momentum.unwrap_or(1.0 / n as f64);
+            no_grad(|| -> Result<()> {
+                let unbiased = var.mul_scalar(T::of(count as f64 / (count - 1) as f64));
+                for (running, batch) in
+                    [(&self.running_mean, &mean), (&self.running_var, &unbiased)]
+                {
+                    let new = running
+                        .mul_scalar(T::of(1.0 - m))
+                        .add(&batch.reshape(&[c])?.mul_scalar(T::of(m)))?;
+                    running.set_value(new.value())?;
+                }
+                Ok(())
+            })?;
+            (mean, var)
+        } else {
+            (
+                self.running_mean.reshape(&channel_shape)?,
+                self.running_var.reshape(&channel_shape)?,
+            )
+        };
+        let mut y = x
+            .sub(&mean)?
+            .div(&var.add_scalar(T::of(self.config.eps)).sqrt())?;
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            y = y
+                .mul(&w.reshape(&channel_shape)?)?
+                .add(&b.reshape(&channel_shape)?)?;
+        }
+        Ok(y)
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            f("weight", Slot::Parameter(w));
+            f("bias", Slot::Parameter(b));
+        }
+        f("running_mean", Slot::Buffer(&self.running_mean));
+        f("running_var", Slot::Buffer(&self.running_var));
+        f(
+            "num_batches_tracked",
+            Slot::Counter(&self.num_batches_tracked),
+        );
+    }
+
+    fn set_training(&self, training: bool) {
+        self.training.store(training, Ordering::Relaxed);
+    }
+}
+
+/// Layer normalisation over the trailing axes `normalized_shape`.
+pub struct LayerNorm<T: Element = f32> {
+    pub weight: Option<Var<T>>,
+    pub bias: Option<Var<T>>,
+    pub normalized_shape: Vec<usize>,
+    pub eps: f64,
+}
+
+impl<T: Element> LayerNorm<T> {
+    /// PyTorch's defaults: eps 1e-5, elementwise affine (weight 1, bias 0).
+    pub fn new(normalized_shape: &[usize], eps: f64, elementwise_affine: bool) -> Self {
+        let affine = |v: f64| {
+            elementwise_affine.then(|| Var::parameter(Tensor::full(normalized_shape, T::of(v))))
+        };
+        LayerNorm {
+            weight: affine(1.0),
+            bias: affine(0.0),
+            normalized_shape: normalized_shape.to_vec(),
+            eps,
+        }
+    }
+}
+
+impl<T: Element> Module<T> for LayerNorm<T> {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+        let shape = x.shape();
+        let k = self.normalized_shape.len();
+        if shape.len() < k || shape[shape.len() - k..] != self.normalized_shape[..] {
+            return Err(Error::Invalid {
+                op: "layer_norm",
+                msg: format!(
+                    "input {shape:?} does not end in {:?}",
+                    self.normalized_shape
+                ),
+            });
+        }
+        let axes: Vec<usize> = (shape.len() - k..shape.len()).collect();
+        let mean = x.mean(&axes, true)?;
+        let var = x.var(&axes, true, 0)?;
+        let mut y = x.sub(&mean)?.div(&var.add_scalar(T::of(self.eps)).sqrt())?;
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            y = y.mul(w)?.add(b)?;
+        }
+        Ok(y)
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            f("weight", Slot::Parameter(w));
+            f("bias", Slot::Parameter(b));
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Losses, with PyTorch's formulas and reductions.
+
+use deepgen_kernels as k;
+
+use crate::{Element, Error, Result, Tensor, Var};
+
+/// How a loss folds its per-element values (PyTorch's `reduction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// The mean over all elements.
+    #[default]
+    Mean,
+    /// The sum over all elements.
+    Sum,
+    /// No reduction: the per-element losses.
+    None,
+}
+
+impl Reduction {
+    pub fn apply<T: Element>(self, v: Var<T>) -> Result<Var<T>> {
+        Ok(match self {
+            Reduction::Mean => v.mean(&[], false)?,
+            Reduction::Sum => v.sum_all()?,
+            Reduction::None => v,
+        })
+    }
+}
+
+fn same_shape<T: Element>(op: &'static str, a: &Var<T>, b: &Var<T>) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(Error::Invalid {
+            op,
+            msg: format!(
+                "input {:?} and target {:?} differ in shape",
+                a.shape(),
+                b.shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// (input - target)^2
+pub fn mse_loss<T: Element>(
+    input: &Var<T>,
+    target: &Var<T>,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    same_shape("mse_loss", input, target)?;
+    reduction.apply(input.sub(target)?.square())
+}
+
+/// |input - target|
+pub fn l1_loss<T: Element>(
+    input: &Var<T>,
+    target: &Var<T>,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    same_shape("l1_loss", input, target)?;
+    reduction.apply(input.sub(target)?.abs())
+}
+
+/// Binary cross entropy on probabilities: -(t log p + (1 - t) log(1 - p)),
+/// each log clamped at -100 as PyTorch does, so p = 0 or 1 stays finite.
+pub fn bce_loss<T: Element>(
+    probs: &Var<T>,
+    target: &Var<T>,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    same_shape("bce_loss", probs, target)?;
+    let floor = Var::scalar(T::of(-100.0));
+    let log_p = probs.log().maximum(&floor)?;
+    let log_1mp = probs.one_minus().log().maximum(&floor)?;
+    let loss = target
+        .mul(&log_p)?
+        .add(&target.one_minus().mul(&log_1mp)?)?
+        .neg();
+    reduction.apply(loss)
+}
+
+/// Binary cross entropy on logits, stable for any logit:
+/// (1 - t) x + w (log(1 + e^-|x|) + max(-x, 0)), w = 1 + (pos_weight - 1) t.
+/// `pos_weight` broadcasts against the class axis (the last).
+pub fn bce_with_logits<T: Element>(
+    logits: &Var<T>,
+    target: &Var<T>,
+    pos_weight: Option<&Var<T>>,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    same_shape("bce_with_logits", logits, target)?;
+    // softplus(-x) = log(1 + e^-|x|) + max(-x, 0)
+    let sp = logits.neg().softplus();
+    let loss = match pos_weight {
+        None => target.one_minus().mul(logits)?.add(&sp)?,
+        Some(pw) => {
+            let w = pw.add_scalar(-T::one()).mul(target)?.add_scalar(T::one());
+            target.one_minus().mul(logits)?.add(&w.mul(&sp)?)?
+        }
+    };
+    reduction.apply(loss)
+}
+
+fn check_targets(op: &'static str, input: &[usize], targets: &[usize]) -> Result<()> {
+    if input.len() != 2 || input[0] != targets.len() {
+        return Err(Error::Invalid {
+            op,
+            msg: format!(
+                "input {input:?} needs [n, classes] with n = {} targets",
+                targets.len()
+            ),
+        });
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t >= input[1]) {
+        return Err(Error::Invalid {
+            op,
+            msg: format!("target {t} is not a class of 0..{}", input[1]),
+        });
+    }
+    Ok(())
+}
+
+/// A constant [n, classes] matrix with 1 at (i, targets[i]).
+fn one_hot<T: Element>(n: usize, classes: usize, targets: &[usize]) -> Result<Var<T>> {
+    let mut m = Tensor::zeros(&[n, classes]);
+    let data = m.data_mut();
+    for (i, &t) in targets.iter().enumerate() {
+        data[i * classes + t] = T::one();
+    }
+    Ok(Var::constant(m))
+}
+
+/// Negative log likelihood of class indices under log-probabilities [n, classes].
+pub fn nll_loss<T: Element>(
+    log_probs: &Var<T>,
+    targets: &[usize],
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    let shape = log_probs.shape();
+    check_targets("nll_loss", &shape, targets)?;
+    let picked = log_probs
+        .mul(&one_hot(shape[0], shape[1], targets)?)?
+        .sum(&[1], false)?;
+    reduction.apply(picked.neg())
+}
+
+/// log softmax over axis 1 of [n, classes]: x - logsumexp(x).
+pub fn log_softmax<T: Element>(logits: &Var<T>, axis: usize) -> Result<Var<T>> {
+    Ok(logits.sub(&logits.logsumexp(&[axis], true)?)?)
+}
+
+/// Cross entropy of logits [n, classes] and class indices (PyTorch's
+/// cross_entropy): nll_loss(log_softmax(logits)).
+pub fn cross_entropy<T: Element>(
+    logits: &Var<T>,
+    targets: &[usize],
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    check_targets("cross_entropy", &logits.shape(), targets)?;
+    nll_loss(&log_softmax(logits, 1)?, targets, reduction)
+}
+
+/// Gaussian negative log likelihood with predicted variances (PyTorch's
+/// gaussian_nll_loss): 0.5 (log var + (input - target)^2 / var), plus
+/// 0.5 log(2 pi) when `full`. Variances below `eps` are clamped to it in
+/// value only (the gradient passes as if unclamped), as PyTorch does.
+pub fn gaussian_nll_loss<T: Element>(
+    input: &Var<T>,
+    target: &Var<T>,
+    var: &Var<T>,
+    full: bool,
+    eps: f64,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    same_shape("gaussian_nll_loss", input, target)?;
+    let clamped = k::map(&var.value(), |v| v.max(T::of(eps)));
+    let shift = Var::constant(k::sub(&clamped, &var.value())?);
+    let var = var.add(&shift)?;
+    let mut loss = var
+        .log()
+        .add(&input.sub(target)?.square().div(&var)?)?
+        .mul_scalar(T::of(0.5));
+    if full {
+        loss = loss.add_scalar(T::of(0.5 * (2.0 * std::f64::consts::PI).ln()));
+    }
+    reduction.apply(loss)
+}
+
+/// KL(N(mu, exp(logvar)) || N(0, I)) per element: -0.5 (1 + logvar - mu^2 - exp(logvar)).
+/// `Reduction::Sum` gives the usual VAE term (Kingma & Welling, appendix B).
+pub fn kl_normal_std<T: Element>(
+    mu: &Var<T>,
+    logvar: &Var<T>,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    same_shape("kl_normal_std", mu, logvar)?;
+    let kl = logvar
+        .add_scalar(T::one())
+        .sub(&mu.square())?
+        .sub(&logvar.exp())?
+        .mul_scalar(T::of(-0.5));
+    reduction.apply(kl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(data: &[f64], shape: &[usize]) -> Var<f64> {
+        Var::constant(Tensor::from_vec(data.to_vec(), shape).unwrap())
+    }
+
+    #[test]
+    fn cross_entropy_of_uniform_logits_is_log_classes() {
+        let l = cross_entropy(&v(&[0.0; 6], &[2, 3]), &[0, 2], Reduction::Mean).unwrap();
+        assert!((l.item().unwrap() - 3f64.ln()).abs() < 1e-12);
+        assert!(cross_entropy(&v(&[0.0; 6], &[2, 3]), &[0, 3], Reduction::Mean).is_err());
+    }
+
+    #[test]
+    fn bce_clamps_its_logs_at_minus_100() {
+        let l = bce_loss(&v(&[0.0, 1.0], &[2]), &v(&[1.0, 0.0], &[2]), Reduction::Sum).unwrap();
+        assert_eq!(l.item().unwrap(), 200.0);
+    }
+
+    #[test]
+    fn bce_with_logits_matches_bce_of_sigmoid() {
+        let x = v(&[-3.0, 0.5, 2.0], &[3]);
+        let t = v(&[0.0, 1.0, 0.3], &[3]);
+        let a = bce_with_logits(&x, &t, None, Reduction::None)
+            .unwrap()
+            .value()
+            .to_vec();
+        let b = bce_loss(&x.sigmoid(), &t, Reduction::None)
+            .unwrap()
+            .value()
+            .to_vec();
+        for (a, b) in a.iter().zip(b) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        let big =
+            bce_with_logits(&v(&[1000.0], &[1]), &v(&[0.0], &[1]), None, Reduction::Sum).unwrap();
+        assert_eq!(big.item().unwrap(), 1000.0);
+    }
+}
