@@ -1,3 +1,21 @@
-//! deepgen-data: MNIST-family, CIFAR-10, image folders, built-in synthetic
-//! sets, the DataLoader, verified downloads and PNG grids. Not built yet: it
-//! arrives with the data issue.
+//! deepgen-data: data sets, the loader, and (coming in this crate) verified
+//! downloads and image grids.
+//!
+//! Every data set loads into memory behind the small [`Dataset`] trait:
+//! its length, the shape of one item, an optional label, and a batch
+//! gather that writes many items straight into a tensor's buffer — one
+//! table lookup per byte for 8-bit images, no per-pixel overhead. The
+//! [`DataLoader`] shuffles from a seed, batches, scales, and prepares the
+//! next batch on a background thread.
+
+mod dataset;
+mod error;
+pub mod grid;
+pub mod idx;
+mod loader;
+pub mod synthetic;
+
+pub use dataset::{Dataset, InMemory, Pixels, Scale, Subset};
+pub use error::{Error, Result};
+pub use grid::{save_grid, GridOptions};
+pub use loader::{Batch, DataLoader, LoaderConfig};
