@@ -8,8 +8,10 @@
 //! [`DataLoader`] shuffles from a seed, batches, scales, and prepares the
 //! next batch on a background thread.
 
+pub mod cifar;
 mod dataset;
 mod error;
+pub mod folder;
 pub mod grid;
 pub mod idx;
 mod loader;
