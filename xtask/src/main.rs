@@ -3,6 +3,8 @@
 //! - `gradcheck [--seed N]`: finite-difference checks of every differentiable
 //!   op, layer and loss, first and second order; prints a table, exits
 //!   non-zero on a failure.
+//! - `download <mnist|fashion-mnist|kmnist|cifar10> [--dir DIR]`: fetches a
+//!   data set into DIR (default `data/<name>`), checking every SHA-256.
 
 use std::process::ExitCode;
 
@@ -12,8 +14,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("gradcheck") => gradcheck(&args[1..]),
+        Some("download") => download(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask gradcheck [--seed N]");
+            eprintln!("       cargo xtask {DOWNLOAD_USAGE}");
             ExitCode::from(2)
         }
     }
@@ -40,5 +44,38 @@ fn gradcheck(args: &[String]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+const DOWNLOAD_USAGE: &str = "download <mnist|fashion-mnist|kmnist|cifar10> [--dir DIR]";
+
+fn download(args: &[String]) -> ExitCode {
+    use deepgen_data::download::{datasets, download, DownloadOptions};
+    use std::path::PathBuf;
+
+    let (name, dir) = match args {
+        [name] => (name, PathBuf::from("data").join(name)),
+        [name, flag, dir] if flag == "--dir" => (name, PathBuf::from(dir)),
+        _ => {
+            eprintln!("usage: cargo xtask {DOWNLOAD_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if !datasets().any(|d| d == name) {
+        eprintln!("download: unknown data set {name:?}");
+        eprintln!("usage: cargo xtask {DOWNLOAD_USAGE}");
+        return ExitCode::from(2);
+    }
+    match download(name, &dir, &DownloadOptions::default()) {
+        Ok(paths) => {
+            for path in paths {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("download: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -16,7 +16,7 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
 
 /// Parses one batch file's bytes into (pixels, labels).
 pub fn parse_batch(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u16>)> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(bad(
             path,
             format!(

@@ -93,7 +93,7 @@ impl InMemory {
         labels: Option<(Vec<u16>, usize)>,
     ) -> Result<Self> {
         let item: usize = item_shape.iter().product();
-        if item == 0 || pixels.len() % item != 0 {
+        if item == 0 || !pixels.len().is_multiple_of(item) {
             return Err(Error::Invalid {
                 op: "dataset",
                 msg: format!(

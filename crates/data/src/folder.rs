@@ -136,7 +136,7 @@ pub fn load(dir: &Path, opts: FolderOptions) -> Result<InMemory> {
         });
     }
     let channels = if opts.rgb { 3 } else { 1 };
-    let labels = (!classes.is_empty()).then(|| (labels, classes.len()));
+    let labels = (!classes.is_empty()).then_some((labels, classes.len()));
     InMemory::new(
         Pixels::U8(pixels),
         &[channels, opts.size, opts.size],

@@ -1,5 +1,5 @@
-//! deepgen-data: data sets, the loader, and (coming in this crate) verified
-//! downloads and image grids.
+//! deepgen-data: data sets, the loader, verified downloads (the `download`
+//! feature, on by default) and image grids.
 //!
 //! Every data set loads into memory behind the small [`Dataset`] trait:
 //! its length, the shape of one item, an optional label, and a batch
@@ -10,6 +10,8 @@
 
 pub mod cifar;
 mod dataset;
+#[cfg(feature = "download")]
+pub mod download;
 mod error;
 pub mod folder;
 pub mod grid;

@@ -73,11 +73,7 @@ fn idx_errors_name_the_file_and_the_problem() {
         .unwrap_err()
         .to_string()
         .contains("magic"));
-    std::fs::write(
-        &images,
-        gzip(&idx_bytes(&[3, 2, 2], &[0; 12]))[..20].to_vec(),
-    )
-    .unwrap();
+    std::fs::write(&images, &gzip(&idx_bytes(&[3, 2, 2], &[0; 12]))[..20]).unwrap();
     assert!(idx::load_pair(&images, &labels)
         .unwrap_err()
         .to_string()

@@ -18,6 +18,9 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::module::Slot;
 use crate::{Element, Error, Module, Result, Tensor};
 
+/// Named tensors with a file's string metadata, as read from disk.
+pub type Loaded = (Vec<(String, TensorData)>, HashMap<String, String>);
+
 /// One tensor of a state dict, in the dtypes deepgen reads and writes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
@@ -135,7 +138,7 @@ pub fn save_tensors(
 
 /// Reads every tensor of a safetensors file (F32, F64 and I64), with the
 /// file's string metadata. A truncated or corrupt file is an error.
-pub fn load_tensors(path: &Path) -> Result<(Vec<(String, TensorData)>, HashMap<String, String>)> {
+pub fn load_tensors(path: &Path) -> Result<Loaded> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -144,10 +147,7 @@ pub fn load_tensors(path: &Path) -> Result<(Vec<(String, TensorData)>, HashMap<S
 }
 
 /// Parses safetensors bytes; `path` names the source in errors.
-pub fn from_bytes(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<(Vec<(String, TensorData)>, HashMap<String, String>)> {
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded> {
     let corrupt = |reason: String| Error::Corrupt {
         path: path.to_path_buf(),
         reason,

@@ -18,7 +18,8 @@ impl<T: Element> Sequential<T> {
         Self::default()
     }
 
-    /// Appends a layer (builder style).
+    /// Appends a layer (builder style, as `nn.Sequential(a, b, ...)`).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, layer: impl Module<T> + 'static) -> Self {
         self.layers.push(Box::new(layer));
         self
