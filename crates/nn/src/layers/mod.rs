@@ -6,6 +6,7 @@ mod dropout;
 mod embedding;
 mod linear;
 mod norm;
+mod pool;
 mod sequential;
 mod shape;
 
@@ -15,5 +16,6 @@ pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNormConfig, LayerNorm};
+pub use pool::{AvgPool2d, MaxPool2d};
 pub use sequential::Sequential;
 pub use shape::{Flatten, Unflatten};
