@@ -42,9 +42,11 @@ pub fn load(
         "digits" => Arc::new(synthetic::digits(size, seed)?),
         "mnist" | "fashion-mnist" | "kmnist" => Arc::new(idx::load_split(need_dir()?, train)?),
         "cifar10" => Arc::new(cifar::load_split(need_dir()?, train)?),
-        other => return Err(Error::Usage(format!(
+        other => {
+            return Err(Error::Usage(format!(
             "unknown data set {other:?}; expected digits, mnist, fashion-mnist, kmnist or cifar10"
-        ))),
+        )))
+        }
     })
 }
 
