@@ -89,14 +89,11 @@ enum Eval {
     },
 }
 
+type Data = std::sync::Arc<dyn deepgen_data::Dataset>;
+
 /// (train part, held-out part) of the chosen data. Synthetic digits hold out
 /// their last sixth unless a range says otherwise.
-fn split(
-    d: &DataArgs,
-) -> Result<(
-    std::sync::Arc<dyn deepgen_data::Dataset>,
-    Option<std::sync::Arc<dyn deepgen_data::Dataset>>,
-)> {
+fn split(d: &DataArgs) -> Result<(Data, Option<Data>)> {
     let all = datasets::load(
         &d.dataset,
         d.data_dir.as_deref(),
