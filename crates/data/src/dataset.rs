@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use deepgen_tensor::Tensor;
+
 use crate::{Error, Result};
 
 /// How the loader maps stored values to the tensor it hands out.
@@ -55,6 +57,14 @@ pub trait Dataset: Send + Sync {
     /// Writes items `indices` one after another into `out`
     /// (`indices.len() * item size` values), scaled by `scale`.
     fn gather(&self, indices: &[usize], scale: Scale, out: &mut [f32]) -> Result<()>;
+
+    /// Item `i` as a tensor of the item shape, with its label.
+    fn get(&self, i: usize, scale: Scale) -> Result<(Tensor<f32>, Option<usize>)> {
+        let shape = self.item_shape();
+        let mut data = vec![0.0; shape.iter().product()];
+        self.gather(&[i], scale, &mut data)?;
+        Ok((Tensor::from_vec(data, &shape)?, self.label(i)))
+    }
 }
 
 /// Stored item values.
@@ -267,6 +277,8 @@ mod tests {
         assert_eq!(out, vec![0.2, 0.4, 0.0, 1.0]);
         d.gather(&[0, 1], Scale::MinusOneOne, &mut out).unwrap();
         assert_eq!(out[..2], [-1.0, 1.0]);
+        let (item, label) = d.get(1, Scale::Raw).unwrap();
+        assert_eq!((item.to_vec(), label), (vec![51.0, 102.0], Some(0)));
         let s = Subset::new(Arc::new(d), 1..2).unwrap();
         assert_eq!((s.len(), s.label(0)), (1, Some(0)));
         assert!(s.gather(&[1], Scale::Raw, &mut out[..2]).is_err());
