@@ -19,6 +19,8 @@ pub enum Error {
     Optim(#[from] deepgen_optim::Error),
     #[error(transparent)]
     Autograd(#[from] deepgen_autograd::Error),
+    #[error(transparent)]
+    Vae(#[from] deepgen_vae::Error),
     #[error("{0}")]
     Usage(String),
     #[error("training stopped: the loss became {loss} at epoch {epoch}, batch {batch}; the last good checkpoint is kept")]

@@ -60,6 +60,34 @@ struct DataArgs {
 
 #[derive(Subcommand)]
 enum Train {
+    /// An MLP VAE (pytorch/examples' 784-400-20 by default) with a Bernoulli decoder.
+    Vae {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 400)]
+        hidden: usize,
+        #[arg(long, default_value_t = 20)]
+        latent: usize,
+        /// Weight of the KL term
+        #[arg(long, default_value_t = 1.0)]
+        beta: f64,
+        /// Epochs of linear KL warm-up
+        #[arg(long, default_value_t = 0)]
+        kl_warmup: usize,
+        /// Start from the weights of a compatible safetensors file
+        #[arg(long)]
+        init: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "runs/vae")]
+        out: PathBuf,
+    },
     /// The LeNet-style digit classifier (cross entropy, Adam).
     Classifier {
         #[command(flatten)]
@@ -80,6 +108,23 @@ enum Train {
 
 #[derive(Subcommand)]
 enum Eval {
+    /// Held-out negative ELBO and importance-weighted bound (nats per example).
+    Vae {
+        #[command(flatten)]
+        data: DataArgs,
+        /// A model.safetensors written by `train vae` (or a PyTorch VAE's state dict)
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Importance samples for the IWAE bound
+        #[arg(long, default_value_t = 100)]
+        k: usize,
+        #[arg(long, default_value_t = 400)]
+        hidden: usize,
+        #[arg(long, default_value_t = 20)]
+        latent: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Accuracy of a classifier checkpoint on the held-out images.
     Classifier {
         #[command(flatten)]
@@ -110,6 +155,10 @@ fn split(d: &DataArgs) -> Result<(Data, Option<Data>)> {
         .map(|r| datasets::take(all.clone(), Some(r)))
         .transpose()?;
     Ok((datasets::take(all, train)?, held))
+}
+
+fn vae_err(e: deepgen_vae::Error) -> deepgen_cli::Error {
+    deepgen_cli::Error::Vae(e)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -160,6 +209,100 @@ fn run(cli: Cli) -> Result<()> {
                 "checkpoint: {}",
                 out.join("classifier.safetensors").display()
             );
+        }
+        Command::Train(Train::Vae {
+            data,
+            epochs,
+            batch_size,
+            lr,
+            hidden,
+            latent,
+            beta,
+            kl_warmup,
+            init,
+            seed,
+            out,
+        }) => {
+            let (train, held) = split(&data)?;
+            let cfg = deepgen_vae::MlpVaeConfig {
+                image_shape: train.item_shape(),
+                hidden,
+                latent,
+            };
+            let model = deepgen_vae::MlpVae::new(cfg, seed).map_err(vae_err)?;
+            if let Some(init) = &init {
+                deepgen_nn::checkpoint::load(&model, init, true)?;
+            }
+            println!(
+                "training an MLP VAE on {} images ({}), {epochs} epochs",
+                train.len(),
+                data.dataset
+            );
+            let tc = deepgen_vae::trainer::TrainConfig {
+                epochs,
+                batch_size,
+                lr,
+                beta,
+                kl_warmup_epochs: kl_warmup,
+                seed,
+                out_dir: out.clone(),
+                progress: true,
+                images: true,
+            };
+            deepgen_vae::trainer::train(&model, train, held, &tc, |m| {
+                let held = m
+                    .held_out
+                    .map(|(l, r, k)| format!(", held-out {l:.2} ({r:.2} + {k:.2})"))
+                    .unwrap_or_default();
+                println!(
+                    "epoch {}: train {:.2} ({:.2} + {:.2}){held} nats/example, {:.2} s, {:.0} img/s",
+                    m.epoch + 1,
+                    m.train_loss,
+                    m.train_reconstruction,
+                    m.train_kl,
+                    m.seconds,
+                    m.images_per_second
+                );
+            })
+            .map_err(vae_err)?;
+            println!("wrote {}", out.display());
+        }
+        Command::Eval(Eval::Vae {
+            data,
+            checkpoint,
+            k,
+            hidden,
+            latent,
+            seed,
+        }) => {
+            let (train, held) = split(&data)?;
+            let target = held.unwrap_or(train);
+            let cfg = deepgen_vae::MlpVaeConfig {
+                image_shape: target.item_shape(),
+                hidden,
+                latent,
+            };
+            let model = deepgen_vae::MlpVae::new(cfg, 0).map_err(vae_err)?;
+            deepgen_nn::checkpoint::load(&model, &checkpoint, true)?;
+            let (elbo, rec, kl) = deepgen_vae::trainer::evaluate(&model, target.clone(), 500, seed)
+                .map_err(vae_err)?;
+            let loader = deepgen_data::DataLoader::new(
+                target.clone(),
+                deepgen_data::LoaderConfig {
+                    batch_size: 100,
+                    shuffle: false,
+                    ..Default::default()
+                },
+            )?;
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            let (mut sum, mut n) = (0.0, 0usize);
+            for batch in loader.epoch(0) {
+                let b = deepgen_vae::iwae_bound(&model, &batch?.images, k, &mut rng)
+                    .map_err(vae_err)?;
+                n += b.len();
+                sum += b.iter().sum::<f64>();
+            }
+            println!("{} images: negative ELBO {elbo:.2} ({rec:.2} + {kl:.2}), IWAE bound (k = {k}) {:.2} nats/example", target.len(), sum / n as f64);
         }
         Command::Eval(Eval::Classifier { data, checkpoint }) => {
             let (train, held) = split(&data)?;

@@ -118,3 +118,90 @@ fn user_errors_print_a_message_not_a_backtrace() {
         .unwrap();
     assert_eq!(run.status.code(), Some(1));
 }
+
+#[test]
+fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
+    let out = tmp("vae");
+    let run = deepgen()
+        .args([
+            "train",
+            "vae",
+            "--synthetic-size",
+            "600",
+            "--epochs",
+            "2",
+            "--hidden",
+            "64",
+            "--latent",
+            "4",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("epoch 2:") && stdout.contains("held-out"),
+        "{stdout}"
+    );
+    for f in ["samples.png", "reconstructions.png"] {
+        let bytes = std::fs::read(out.join(f)).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG", "{f}");
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    let eval = deepgen()
+        .args([
+            "eval",
+            "vae",
+            "--synthetic-size",
+            "600",
+            "--hidden",
+            "64",
+            "--latent",
+            "4",
+            "--k",
+            "10",
+            "--checkpoint",
+        ])
+        .arg(out.join("model.safetensors"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        eval.status.success() && text.contains("IWAE bound (k = 10)"),
+        "{text}"
+    );
+    // A checkpoint of another shape is refused, naming the tensor.
+    let bad = deepgen()
+        .args([
+            "eval",
+            "vae",
+            "--synthetic-size",
+            "600",
+            "--hidden",
+            "65",
+            "--latent",
+            "4",
+            "--checkpoint",
+        ])
+        .arg(out.join("model.safetensors"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr.contains("fc1.weight") && stderr.contains("[64, 784]"),
+        "{stderr}"
+    );
+}

@@ -13,7 +13,7 @@ pub mod gradcheck;
 pub mod init;
 mod layers;
 pub mod loss;
-mod module;
+pub mod module;
 
 pub use deepgen_autograd::{Conv2dOptions, Element, Tensor, Var};
 pub use error::{Error, Result};

@@ -67,7 +67,7 @@ pub trait Module<T: Element = f32>: Send + Sync {
 }
 
 /// Visits a child module's state under `prefix.`.
-pub(crate) fn visit_child<T: Element>(
+pub fn visit_child<T: Element>(
     prefix: &str,
     child: &dyn Module<T>,
     f: &mut dyn FnMut(&str, Slot<'_, T>),

@@ -1,2 +1,21 @@
-//! deepgen-vae: VAE models, the ELBO and IWAE bounds, sampling and the
-//! trainer. Not built yet: it arrives with the VAE issue.
+//! deepgen-vae: variational autoencoders (Kingma & Welling, arXiv 1312.6114).
+//!
+//! [`MlpVae`] is pytorch/examples' VAE (784-400-20, state dict names fc1,
+//! fc21, fc22, fc3, fc4, so checkpoints move between the two unchanged)
+//! with configurable sizes and a Bernoulli decoder on logits. [`elbo`]
+//! gives the negative evidence lower bound with its reconstruction and KL
+//! parts (with a beta weight), [`iwae_bound`] the importance-weighted bound
+//! of Burda et al. (arXiv 1509.00519). [`trainer`] runs epochs with
+//! held-out evaluation, metrics, image grids and checkpoints.
+//!
+//! Work in progress: the convolutional VAE, Gaussian decoders, exact resume,
+//! the loss-curve plot and the generation commands are not here yet.
+
+mod error;
+mod model;
+mod objective;
+pub mod trainer;
+
+pub use error::{Error, Result};
+pub use model::{MlpVae, MlpVaeConfig};
+pub use objective::{elbo, iwae_bound, Elbo};

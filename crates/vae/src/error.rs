@@ -1,0 +1,28 @@
+/// Errors of VAE models, objectives and training.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Nn(#[from] deepgen_nn::Error),
+    #[error(transparent)]
+    Autograd(#[from] deepgen_autograd::Error),
+    #[error(transparent)]
+    Optim(#[from] deepgen_optim::Error),
+    #[error(transparent)]
+    Data(#[from] deepgen_data::Error),
+    #[error("{op}: {msg}")]
+    Invalid { op: &'static str, msg: String },
+    #[error("training stopped: the loss became {loss} at epoch {epoch}, batch {batch}; the last good checkpoint is kept")]
+    NonFinite {
+        loss: f64,
+        epoch: usize,
+        batch: usize,
+    },
+}
+
+impl From<deepgen_autograd::TensorError> for Error {
+    fn from(e: deepgen_autograd::TensorError) -> Self {
+        Error::Autograd(e.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,156 @@
+//! The VAE learns, its bounds are ordered, bad losses stop training cleanly,
+//! and its state dict is named as pytorch/examples' VAE.
+
+use std::sync::Arc;
+
+use deepgen_autograd::Tensor;
+use deepgen_data::{synthetic, Dataset, Subset};
+use deepgen_nn::Module;
+use deepgen_vae::trainer::{evaluate, train, TrainConfig};
+use deepgen_vae::{iwae_bound, Error, MlpVae, MlpVaeConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn digits(n: usize) -> (Arc<dyn Dataset>, Arc<dyn Dataset>) {
+    let all: Arc<dyn Dataset> = Arc::new(synthetic::digits(n, 0).unwrap());
+    let cut = n * 5 / 6;
+    (
+        Arc::new(Subset::new(all.clone(), 0..cut).unwrap()),
+        Arc::new(Subset::new(all, cut..n).unwrap()),
+    )
+}
+
+fn config(dir: &str, epochs: usize) -> TrainConfig {
+    let out_dir = std::env::temp_dir().join(format!("deepgen-vae-{}-{dir}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    TrainConfig {
+        epochs,
+        batch_size: 64,
+        out_dir,
+        progress: false,
+        ..Default::default()
+    }
+}
+
+fn small() -> MlpVaeConfig {
+    MlpVaeConfig {
+        hidden: 200,
+        latent: 10,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn training_on_synthetic_digits_brings_the_held_out_loss_down() {
+    let (train_set, held) = digits(2400);
+    let model = MlpVae::new(small(), 1).unwrap();
+    let before = evaluate(&model, held.clone(), 200, 0).unwrap().0;
+    let cfg = config("learn", 4); // 4 x 32 = 128 steps
+    let history = train(&model, train_set, Some(held), &cfg, |_| {}).unwrap();
+    let after = history.last().unwrap().held_out.unwrap().0;
+    // Measured: 549.6 nats before, 123.6 after 128 steps (seed 1); the bound leaves room for noise.
+    assert!(
+        before > 400.0 && after < 160.0,
+        "held-out loss {before} -> {after}"
+    );
+    for f in [
+        "metrics.csv",
+        "samples.png",
+        "reconstructions.png",
+        "model.safetensors",
+        "optimizer.safetensors",
+    ] {
+        assert!(cfg.out_dir.join(f).exists(), "{f}");
+    }
+    let csv = std::fs::read_to_string(cfg.out_dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+    let last: Vec<f64> = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!((last[4] - after).abs() < 1e-9);
+}
+
+#[test]
+fn the_iwae_bound_is_at_most_the_negative_elbo() {
+    let (train_set, held) = digits(1200);
+    let model = MlpVae::new(small(), 2).unwrap();
+    train(&model, train_set, None, &config("iwae", 2), |_| {}).unwrap();
+    let elbo = evaluate(&model, held.clone(), 200, 3).unwrap().0;
+    let mut x = vec![0.0; held.len() * 784];
+    held.gather(
+        &(0..held.len()).collect::<Vec<_>>(),
+        deepgen_data::Scale::ZeroOne,
+        &mut x,
+    )
+    .unwrap();
+    let x = Tensor::from_vec(x, &[held.len(), 1, 28, 28]).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let iwae: Vec<f64> = iwae_bound(&model, &x, 50, &mut rng).unwrap();
+    let mean = iwae.iter().sum::<f64>() / iwae.len() as f64;
+    assert!(
+        mean < elbo,
+        "IWAE {mean} should be below the negative ELBO {elbo}"
+    );
+    let k1: f64 = iwae_bound(&model, &x, 1, &mut rng)
+        .unwrap()
+        .iter()
+        .sum::<f64>()
+        / iwae.len() as f64;
+    assert!(mean < k1, "k = 50 ({mean}) tighter than k = 1 ({k1})");
+}
+
+#[test]
+fn a_nan_loss_stops_training_and_keeps_the_last_checkpoint() {
+    let (train_set, _) = digits(600);
+    let model = MlpVae::new(small(), 3).unwrap();
+    let cfg = config("nan", 1);
+    train(&model, train_set.clone(), None, &cfg, |_| {}).unwrap();
+    let saved = std::fs::read(cfg.out_dir.join("model.safetensors")).unwrap();
+    let w = &model.fc4.weight;
+    w.set_value(deepgen_kernels::map(&w.value(), |_| f32::NAN))
+        .unwrap();
+    let err = train(&model, train_set, None, &cfg, |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NonFinite {
+                epoch: 0,
+                batch: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("last good checkpoint"));
+    assert_eq!(
+        std::fs::read(cfg.out_dir.join("model.safetensors")).unwrap(),
+        saved
+    );
+}
+
+#[test]
+fn state_dict_names_are_those_of_pytorch_examples_vae() {
+    let model: MlpVae = MlpVae::new(MlpVaeConfig::default(), 0).unwrap();
+    let names: Vec<(String, Vec<usize>)> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, p)| (n, p.shape()))
+        .collect();
+    let want = [
+        ("fc1.weight", vec![400, 784]),
+        ("fc1.bias", vec![400]),
+        ("fc21.weight", vec![20, 400]),
+        ("fc21.bias", vec![20]),
+        ("fc22.weight", vec![20, 400]),
+        ("fc22.bias", vec![20]),
+        ("fc3.weight", vec![400, 20]),
+        ("fc3.bias", vec![400]),
+        ("fc4.weight", vec![784, 400]),
+        ("fc4.bias", vec![784]),
+    ];
+    assert_eq!(names, want.map(|(n, s)| (n.to_string(), s)));
+}
