@@ -83,6 +83,9 @@ enum Train {
         /// Start from the weights of a compatible safetensors file
         #[arg(long)]
         init: Option<PathBuf>,
+        /// Continue the run in --out from its last checkpoint, exactly
+        #[arg(long)]
+        resume: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long, default_value = "runs/vae")]
@@ -220,6 +223,7 @@ fn run(cli: Cli) -> Result<()> {
             beta,
             kl_warmup,
             init,
+            resume,
             seed,
             out,
         }) => {
@@ -248,6 +252,7 @@ fn run(cli: Cli) -> Result<()> {
                 out_dir: out.clone(),
                 progress: true,
                 images: true,
+                resume,
             };
             deepgen_vae::trainer::train(&model, train, held, &tc, |m| {
                 let held = m

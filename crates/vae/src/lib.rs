@@ -8,8 +8,8 @@
 //! of Burda et al. (arXiv 1509.00519). [`trainer`] runs epochs with
 //! held-out evaluation, metrics, image grids and checkpoints.
 //!
-//! Work in progress: the convolutional VAE, Gaussian decoders, exact resume,
-//! the loss-curve plot and the generation commands are not here yet.
+//! Work in progress: the convolutional VAE, Gaussian decoders, the
+//! loss-curve plot and the generation commands are not here yet.
 
 mod error;
 mod model;

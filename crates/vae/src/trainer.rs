@@ -35,6 +35,9 @@ pub struct TrainConfig {
     pub progress: bool,
     /// Write the PNG grids each epoch.
     pub images: bool,
+    /// Continue from the checkpoint in `out_dir` (model, optimizer, epoch and
+    /// noise generator), so the numbers equal an uninterrupted run.
+    pub resume: bool,
 }
 
 impl Default for TrainConfig {
@@ -49,6 +52,7 @@ impl Default for TrainConfig {
             out_dir: PathBuf::from("runs/vae"),
             progress: true,
             images: true,
+            resume: false,
         }
     }
 }
@@ -143,6 +147,11 @@ pub fn train(
     };
     let loader = DataLoader::new(data.clone(), loader_cfg)?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(1));
+    let first_epoch = if config.resume {
+        resume(model, &mut opt, &mut rng, out)?
+    } else {
+        0
+    };
     // Fixed latent points for the sample grids, so epochs compare.
     let fixed_z = Tensor::<f32>::randn(
         &[64, model.latent_dim()],
@@ -151,7 +160,7 @@ pub fn train(
         &mut ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed),
     );
     let mut history = Vec::new();
-    for epoch in 0..config.epochs {
+    for epoch in first_epoch..config.epochs {
         let start = Instant::now();
         let bar = progress_bar(config.progress, loader.num_batches(), epoch, config.epochs);
         let (mut loss, mut rec, mut kl, mut seen) = (0.0f64, 0.0f64, 0.0f64, 0usize);
@@ -211,7 +220,7 @@ pub fn train(
         if config.images {
             write_grids(model, &fixed_z, held_out.as_ref().unwrap_or(&data), out)?;
         }
-        save_checkpoint(model, &opt, out)?;
+        save_checkpoint(model, &opt, &rng, epoch + 1, out)?;
         on_epoch(&m);
         history.push(m);
     }
@@ -304,7 +313,15 @@ fn write_grids(
     })
 }
 
-fn save_checkpoint(model: &MlpVae, opt: &Adam<f32>, out: &Path) -> Result<()> {
+/// model.safetensors, optimizer.safetensors, and trainer.safetensors (epochs
+/// done and the noise generator's position), each written atomically.
+fn save_checkpoint(
+    model: &MlpVae,
+    opt: &Adam<f32>,
+    rng: &ChaCha8Rng,
+    epochs_done: usize,
+    out: &Path,
+) -> Result<()> {
     checkpoint::save(model, &out.join("model.safetensors"))?;
     let state: Vec<(String, TensorData)> = opt
         .state_dict()
@@ -312,5 +329,59 @@ fn save_checkpoint(model: &MlpVae, opt: &Adam<f32>, out: &Path) -> Result<()> {
         .map(|(n, t)| (n, TensorData::F64(t)))
         .collect();
     checkpoint::save_tensors(&out.join("optimizer.safetensors"), &state, None)?;
+    let pos = rng.get_word_pos();
+    let trainer = vec![
+        (
+            "epochs_done".to_string(),
+            TensorData::I64 {
+                shape: vec![],
+                data: vec![epochs_done as i64],
+            },
+        ),
+        // The generator's 128-bit word position, as two 64-bit halves.
+        (
+            "rng_word_pos".to_string(),
+            TensorData::I64 {
+                shape: vec![2],
+                data: vec![(pos >> 64) as i64, pos as u64 as i64],
+            },
+        ),
+    ];
+    checkpoint::save_tensors(&out.join("trainer.safetensors"), &trainer, None)?;
     Ok(())
+}
+
+/// Loads a checkpoint written by [`train`] into the model, optimizer and
+/// generator; returns the number of epochs already done.
+fn resume(model: &MlpVae, opt: &mut Adam<f32>, rng: &mut ChaCha8Rng, out: &Path) -> Result<usize> {
+    checkpoint::load(model, &out.join("model.safetensors"), true)?;
+    let (state, _) = checkpoint::load_tensors(&out.join("optimizer.safetensors"))?;
+    let state: Vec<(String, Tensor<f64>)> = state
+        .into_iter()
+        .filter_map(|(n, t)| t.to_float::<f64>().map(|t| (n, t)))
+        .collect();
+    opt.load_state_dict(&state)?;
+    let path = out.join("trainer.safetensors");
+    let (trainer, _) = checkpoint::load_tensors(&path)?;
+    let find = |name: &str| {
+        trainer
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, t)| match t {
+                TensorData::I64 { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+    };
+    let bad = || Error::Invalid {
+        op: "resume",
+        msg: format!("{}: missing or malformed trainer state", path.display()),
+    };
+    let epochs = find("epochs_done")
+        .and_then(|d| d.first().copied())
+        .ok_or_else(bad)?;
+    let pos = find("rng_word_pos")
+        .filter(|d| d.len() == 2)
+        .ok_or_else(bad)?;
+    rng.set_word_pos(((pos[0] as u64 as u128) << 64) | pos[1] as u64 as u128);
+    usize::try_from(epochs).map_err(|_| bad())
 }
