@@ -159,29 +159,43 @@ impl AdamConfig {
         let b2 = T::of(beta2);
         let w2 = T::of(1.0 - beta2);
         let eps = T::of(self.eps);
-        let mut vmax = if self.amsgrad {
-            s.max_exp_avg_sq.as_deref_mut()
-        } else {
-            None
-        };
-        for i in 0..n {
-            let mut g = if self.maximize { -grad[i] } else { grad[i] };
+        let maximize = self.maximize;
+        // The same arithmetic for every element, in PyTorch's order; the
+        // options are loop-invariant, so the zipped loop (no bounds checks)
+        // vectorises.
+        let update = |p: &mut T, g: T, m: &mut T, v: &mut T, vmax: Option<&mut T>| {
+            let mut g = if maximize { -g } else { g };
             if let Some(shrink) = shrink {
-                param[i] = param[i] * shrink;
+                *p = *p * shrink;
             }
             if let Some(wd) = l2 {
-                g = g + wd * param[i];
+                g = g + wd * *p;
             }
-            let m = lerp(s.exp_avg[i], g, w1);
-            s.exp_avg[i] = m;
-            let mut v = s.exp_avg_sq[i] * b2 + w2 * g * g;
-            s.exp_avg_sq[i] = v;
-            if let Some(vmax) = vmax.as_deref_mut() {
-                v = maximum(vmax[i], v);
-                vmax[i] = v;
+            *m = lerp(*m, g, w1);
+            *v = *v * b2 + w2 * g * g;
+            let mut v_hat = *v;
+            if let Some(vmax) = vmax {
+                v_hat = maximum(*vmax, v_hat);
+                *vmax = v_hat;
             }
-            let denom = v.sqrt() / bias_correction2_sqrt + eps;
-            param[i] = param[i] + neg_step_size * m / denom;
+            let denom = v_hat.sqrt() / bias_correction2_sqrt + eps;
+            *p = *p + neg_step_size * *m / denom;
+        };
+        let moments = param
+            .iter_mut()
+            .zip(grad)
+            .zip(s.exp_avg.iter_mut().zip(s.exp_avg_sq.iter_mut()));
+        match s.max_exp_avg_sq.as_deref_mut().filter(|_| self.amsgrad) {
+            Some(vmax) => {
+                for (((p, &g), (m, v)), vm) in moments.zip(vmax) {
+                    update(p, g, m, v, Some(vm));
+                }
+            }
+            None => {
+                for ((p, &g), (m, v)) in moments {
+                    update(p, g, m, v, None);
+                }
+            }
         }
     }
 
