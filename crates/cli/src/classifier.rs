@@ -138,8 +138,11 @@ pub fn train(
             }
             opt.zero_grad();
             loss.backward()?;
-            opt.step()?;
             correct += count_correct(&logits, &labels)?;
+            // Free the graph first: its views of the weights would make the
+            // in-place update copy them.
+            drop((loss, logits));
+            opt.step()?;
             seen += labels.len();
             loss_sum += value as f64 * labels.len() as f64;
             bar.set_message(format!(

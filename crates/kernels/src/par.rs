@@ -110,11 +110,12 @@ pub fn for_each_chunk<T: Send>(
             });
         }
         work();
-        // Spin (briefly) for the helpers' last chunks rather than park:
-        // a parked caller would pay the wake-up latency again.
+        // Wait for the helpers' last chunks without parking (a parked caller
+        // would pay the wake-up latency again), but yield the core while
+        // waiting: on a busy machine the helper may need this very core.
         let start = Instant::now();
         while exited.load(Ordering::Acquire) < helpers && start.elapsed() < SPIN_LIMIT {
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
     });
     linger();

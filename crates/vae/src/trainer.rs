@@ -188,10 +188,14 @@ pub fn train(
             }
             opt.zero_grad();
             e.loss.backward()?;
+            let (r, k) = (e.reconstruction, e.kl);
+            // Free the graph first: its views of the weights would make the
+            // in-place update copy them.
+            drop(e);
             opt.step()?;
-            loss += (e.reconstruction + e.kl) * n as f64;
-            rec += e.reconstruction * n as f64;
-            kl += e.kl * n as f64;
+            loss += (r + k) * n as f64;
+            rec += r * n as f64;
+            kl += k * n as f64;
             seen += n;
             bar.set_message(format!(
                 "loss {:.2}, {:.0} img/s",
