@@ -33,6 +33,47 @@ enum Command {
     /// Evaluate a model.
     #[command(subcommand)]
     Eval(Eval),
+    /// Draw images from a trained VAE's prior: a PNG grid, or raw samples
+    /// as .safetensors or .idx for other tools.
+    Sample {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        n: usize,
+        /// .png, .safetensors or .idx
+        #[arg(long, default_value = "samples.png")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Held-out images beside their reconstructions (rows of 8 above 8).
+    Reconstruct {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        n: usize,
+        #[arg(long, default_value = "reconstructions.png")]
+        out: PathBuf,
+    },
+    /// Decodes a straight line in latent space between two held-out images.
+    Interpolate {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Index (within the held-out images) of the first image
+        #[arg(long, default_value_t = 0)]
+        from: usize,
+        /// Index of the second image
+        #[arg(long, default_value_t = 1)]
+        to: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value = "interpolation.png")]
+        out: PathBuf,
+    },
 }
 
 /// Which data to use (shared by train and eval).
@@ -308,6 +349,69 @@ fn run(cli: Cli) -> Result<()> {
                 sum += b.iter().sum::<f64>();
             }
             println!("{} images: negative ELBO {elbo:.2} ({rec:.2} + {kl:.2}), IWAE bound (k = {k}) {:.2} nats/example", target.len(), sum / n as f64);
+        }
+        Command::Sample {
+            checkpoint,
+            n,
+            out,
+            seed,
+        } => {
+            let model = deepgen_vae::MlpVae::from_checkpoint(&checkpoint).map_err(vae_err)?;
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            let images = deepgen_vae::generate::sample(&model, n, &mut rng).map_err(vae_err)?;
+            deepgen_vae::generate::write_images(&out, &images, 8).map_err(vae_err)?;
+            println!("wrote {n} samples to {}", out.display());
+        }
+        Command::Reconstruct {
+            data,
+            checkpoint,
+            n,
+            out,
+        } => {
+            let (train, held) = split(&data)?;
+            let target = held.unwrap_or(train);
+            let model = deepgen_vae::MlpVae::from_checkpoint(&checkpoint).map_err(vae_err)?;
+            let loader = deepgen_data::DataLoader::new(
+                target.clone(),
+                deepgen_data::LoaderConfig {
+                    shuffle: false,
+                    ..Default::default()
+                },
+            )?;
+            let x = loader.batch((0..n.min(target.len())).collect())?.images;
+            let recon = deepgen_vae::generate::reconstruct(&model, &x).map_err(vae_err)?;
+            let mut rows = Vec::new();
+            for start in (0..x.shape()[0]).step_by(8) {
+                let len = 8.min(x.shape()[0] - start);
+                rows.push(x.narrow(0, start, len).map_err(deepgen_data::Error::from)?);
+                rows.push(
+                    recon
+                        .narrow(0, start, len)
+                        .map_err(deepgen_data::Error::from)?,
+                );
+            }
+            let grid = deepgen_autograd::Tensor::concat(&rows.iter().collect::<Vec<_>>(), 0)
+                .map_err(deepgen_data::Error::from)?;
+            deepgen_vae::generate::write_images(&out, &grid, 8).map_err(vae_err)?;
+            println!("wrote {}", out.display());
+        }
+        Command::Interpolate {
+            data,
+            checkpoint,
+            from,
+            to,
+            steps,
+            out,
+        } => {
+            let (train, held) = split(&data)?;
+            let target = held.unwrap_or(train);
+            let model = deepgen_vae::MlpVae::from_checkpoint(&checkpoint).map_err(vae_err)?;
+            let (a, _) = target.get(from, deepgen_data::Scale::ZeroOne)?;
+            let (b, _) = target.get(to, deepgen_data::Scale::ZeroOne)?;
+            let images =
+                deepgen_vae::generate::interpolate(&model, &a, &b, steps).map_err(vae_err)?;
+            deepgen_vae::generate::write_images(&out, &images, steps).map_err(vae_err)?;
+            println!("wrote {}", out.display());
         }
         Command::Eval(Eval::Classifier { data, checkpoint }) => {
             let (train, held) = split(&data)?;

@@ -205,3 +205,58 @@ fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sample_reconstruct_and_interpolate_write_their_outputs() {
+    let out = tmp("gen");
+    let run = deepgen()
+        .args([
+            "train",
+            "vae",
+            "--synthetic-size",
+            "300",
+            "--epochs",
+            "1",
+            "--hidden",
+            "32",
+            "--latent",
+            "2",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let ckpt = out.join("model.safetensors");
+    let ok = |args: &[&str]| {
+        let r = deepgen()
+            .args(args)
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .output()
+            .unwrap();
+        assert!(
+            r.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    };
+    let idx = out.join("s.idx");
+    ok(&["sample", "--n", "5", "--out", idx.to_str().unwrap()]);
+    let bytes = std::fs::read(&idx).unwrap();
+    assert_eq!(&bytes[..8], &[0, 0, 8, 3, 0, 0, 0, 5]);
+    assert_eq!(bytes.len(), 16 + 5 * 784);
+    let st = out.join("s.safetensors");
+    ok(&["sample", "--n", "3", "--out", st.to_str().unwrap()]);
+    let (tensors, _) = deepgen_nn::checkpoint::load_tensors(&st).unwrap();
+    assert_eq!(tensors[0].1.shape(), vec![3, 1, 28, 28]);
+    for (cmd, file) in [("reconstruct", "r.png"), ("interpolate", "i.png")] {
+        let p = out.join(file);
+        ok(&[cmd, "--synthetic-size", "300", "--out", p.to_str().unwrap()]);
+        assert_eq!(&std::fs::read(&p).unwrap()[1..4], b"PNG");
+    }
+}

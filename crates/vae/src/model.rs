@@ -100,3 +100,40 @@ impl<T: Element> Module<T> for MlpVae<T> {
         }
     }
 }
+
+impl MlpVae {
+    /// A model shaped and filled from a state dict file (sizes read from
+    /// `fc1.weight` [hidden, pixels] and `fc21.weight` [latent, hidden];
+    /// 784 pixels are [1, 28, 28], 3072 are [3, 32, 32]).
+    pub fn from_checkpoint(path: &std::path::Path) -> Result<Self> {
+        let (tensors, _) = deepgen_nn::checkpoint::load_tensors(path)?;
+        let shape = |name: &str| {
+            tensors
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shape())
+        };
+        let bad = |msg: String| crate::Error::Invalid {
+            op: "vae checkpoint",
+            msg: format!("{}: {msg}", path.display()),
+        };
+        let fc1 = shape("fc1.weight").ok_or_else(|| bad("no fc1.weight".into()))?;
+        let fc21 = shape("fc21.weight").ok_or_else(|| bad("no fc21.weight".into()))?;
+        let (hidden, pixels, latent) = (fc1[0], fc1[1], fc21[0]);
+        let image_shape = match pixels {
+            784 => vec![1, 28, 28],
+            3072 => vec![3, 32, 32],
+            p => return Err(bad(format!("{p} pixels is not a known image shape"))),
+        };
+        let model = MlpVae::new(
+            MlpVaeConfig {
+                image_shape,
+                hidden,
+                latent,
+            },
+            0,
+        )?;
+        deepgen_nn::checkpoint::load_entries(&model, path, tensors, true)?;
+        Ok(model)
+    }
+}
