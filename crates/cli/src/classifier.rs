@@ -16,7 +16,6 @@ use deepgen_nn::{
 };
 use deepgen_optim::prelude::*;
 use deepgen_optim::{Adam, AdamConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -121,7 +120,12 @@ pub fn train(
     for epoch in 0..config.epochs {
         model.train();
         let start = Instant::now();
-        let bar = progress_bar(config.progress, loader.num_batches(), epoch, config.epochs);
+        let bar = deepgen_data::progress::epoch_bar(
+            config.progress,
+            loader.num_batches(),
+            epoch,
+            config.epochs,
+        );
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for (b, batch) in loader.epoch(epoch as u64).enumerate() {
             let batch = batch?;
@@ -170,19 +174,6 @@ pub fn train(
         reports.push(report);
     }
     Ok((model, reports))
-}
-
-fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(format!("{}/{epochs}", epoch + 1));
-    bar
 }
 
 fn count_correct(logits: &Var, labels: &[usize]) -> Result<usize> {

@@ -14,7 +14,6 @@ use deepgen_nn::checkpoint::{self, TensorData};
 use deepgen_nn::Module;
 use deepgen_optim::prelude::*;
 use deepgen_optim::{Adam, AdamConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -162,7 +161,12 @@ pub fn train(
     let mut history = Vec::new();
     for epoch in first_epoch..config.epochs {
         let start = Instant::now();
-        let bar = progress_bar(config.progress, loader.num_batches(), epoch, config.epochs);
+        let bar = deepgen_data::progress::epoch_bar(
+            config.progress,
+            loader.num_batches(),
+            epoch,
+            config.epochs,
+        );
         let (mut loss, mut rec, mut kl, mut seen) = (0.0f64, 0.0f64, 0.0f64, 0usize);
         for (b, batch) in loader.epoch(epoch as u64).enumerate() {
             let batch = batch?;
@@ -229,19 +233,6 @@ pub fn train(
         history.push(m);
     }
     Ok(history)
-}
-
-fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(format!("{}/{epochs}", epoch + 1));
-    bar
 }
 
 fn write_metrics(out: &Path, m: &EpochMetrics) -> Result<()> {
