@@ -12,7 +12,14 @@ loss and the IWAE bounds.
 
     cargo build --release -p deepgen-cli
     python3 benches/vae_compare.py --threads 1 2 [--epochs 10] [--k-large 5000]
-        [--data-dir ../shared/data/mnist] [--work /tmp/vae_compare] [--json FILE]
+        [--repeats 3] [--data-dir ../shared/data/mnist] [--work /tmp/vae_compare] [--json FILE]
+
+--repeats R trains each model R times, alternating PyTorch and deepgen, and
+takes the median epoch time over all runs (IWAE and losses from the first).
+The table's notes give the share of the CPUs other processes used while
+training and warn when it is over 5%: on a shared 2-core machine, another
+job's compile easily doubles an epoch. The binary is not rebuilt: its build
+time and HEAD are printed so the figures can be tied to a tree.
 
 As a check of the two IWAE implementations, `deepgen eval vae` is also run
 (k = 100) on the PyTorch-trained weights (saved as safetensors under --work).
@@ -46,6 +53,33 @@ EPOCH_RE = re.compile(
 EVAL_RE = re.compile(
     r"negative ELBO ([\d.]+) \(([\d.]+) \+ ([\d.]+)\), IWAE bound \(k = (\d+)\) ([\d.]+)"
 )
+
+
+# ---------------------------------------------------------------- machine load
+
+
+def cpu_snapshot():
+    """(wall, machine busy CPU seconds, this process's and its waited-for
+    children's CPU seconds), or None where /proc/stat is missing."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+    t = os.times()
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def other_load(before, after):
+    """Share of the machine's CPUs busy with other work (or stolen by the
+    hypervisor) between two snapshots: 0 on a quiet machine."""
+    if before is None or after is None:
+        return None
+    wall = after[0] - before[0]
+    other = (after[1] - before[1]) - (after[2] - before[2])
+    return max(0.0, other / (wall * (os.cpu_count() or 1)))
 
 
 # ---------------------------------------------------------------- data
@@ -166,6 +200,7 @@ def torch_run(threads, epochs, train_x, held_x, ks, work):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     n, bs = len(train_x), 128
     history = []
+    snap = cpu_snapshot()
     for epoch in range(1, epochs + 1):
         model.train()
         rec_sum = kl_sum = 0.0
@@ -195,6 +230,7 @@ def torch_run(threads, epochs, train_x, held_x, ks, work):
         )
         history.append(e)
         print(fmt_epoch("pytorch", threads, e), flush=True)
+    load = other_load(snap, cpu_snapshot())
     iwae, iwae_s = {}, {}
     for k in ks:
         torch.manual_seed(0)
@@ -203,16 +239,34 @@ def torch_run(threads, epochs, train_x, held_x, ks, work):
         iwae_s[k] = time.perf_counter() - t
         print(f"  pytorch t={threads}: IWAE k={k} {iwae[k]:.2f} ({iwae_s[k]:.1f} s)", flush=True)
     ckpt = Path(work) / f"pytorch_t{threads}.safetensors"
+    if not ks:  # a timing-only repeat
+        return dict(epochs=history, checkpoint=None, other_load=load)
     try:
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
     except ImportError:
         ckpt = None
-    return dict(epochs=history, iwae=iwae, iwae_seconds=iwae_s, checkpoint=ckpt)
+    return dict(epochs=history, iwae=iwae, iwae_seconds=iwae_s, checkpoint=ckpt, other_load=load)
 
 
 # ---------------------------------------------------------------- deepgen
+
+
+def binary_identity():
+    """The binary's build time and the tree it most likely came from, for the record
+    (the binary is not rebuilt here: rebuild it after changing the Rust code)."""
+    built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(BIN.stat().st_mtime))
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %cd",
+                               "--date=format:%Y-%m-%d %H:%M:%S"],
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "crates"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        head, dirty = "?", ""
+    return (f"{BIN} built {built}; HEAD {head}"
+            + (", crates/ has uncommitted changes" if dirty else ""))
 
 
 def data_args(data_dir):
@@ -240,6 +294,7 @@ def deepgen_run(threads, epochs, data_dir, ks, eval_timeout, work):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     cmd = [str(BIN), "train", "vae", *data_args(data_dir), "--train-range", "0..9000",
            "--held-out", "9000..10000", "--epochs", str(epochs), "--out", str(out)]
+    snap = cpu_snapshot()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     history = []
     for line in p.stdout:
@@ -251,6 +306,7 @@ def deepgen_run(threads, epochs, data_dir, ks, eval_timeout, work):
             print(fmt_epoch("deepgen", threads, history[-1]), flush=True)
     if p.wait() != 0 or len(history) != epochs:
         sys.exit(f"{' '.join(cmd)} failed (exit {p.returncode}, {len(history)} epochs parsed)")
+    load = other_load(snap, cpu_snapshot())
     # The printed seconds have two decimals; metrics.csv has them in full (the table uses these).
     try:
         lines = (out / "metrics.csv").read_text().splitlines()
@@ -272,7 +328,7 @@ def deepgen_run(threads, epochs, data_dir, ks, eval_timeout, work):
         evals[k] = r
         print(f"  deepgen t={threads}: eval k={k}: negative ELBO {r['neg_elbo']:.2f}, "
               f"IWAE {r['iwae']:.2f} ({r['seconds']:.1f} s)", flush=True)
-    return dict(epochs=history, evals=evals)
+    return dict(epochs=history, evals=evals, other_load=load)
 
 
 # ---------------------------------------------------------------- report
@@ -285,8 +341,9 @@ def fmt_epoch(name, t, e):
             f"{e['seconds']:.{3 if name == 'pytorch' else 2}f} s")
 
 
-def median_epoch(history):
-    xs = [e["seconds"] for e in history[1:]] or [history[0]["seconds"]]
+def median_epoch(histories):
+    """Median epoch time over epochs 2.. of every run in histories."""
+    xs = [e["seconds"] for h in histories for e in (h[1:] or h)]
     return statistics.median(xs)
 
 
@@ -305,7 +362,7 @@ def table(results, ks, epochs):
     ]
     for t, r in results.items():
         pt, dg = r["pytorch"], r["deepgen"]
-        sp, sd = median_epoch(pt["epochs"]), median_epoch(dg["epochs"])
+        sp, sd = median_epoch(pt["repeats"]), median_epoch(dg["repeats"])
         lp, ld = pt["epochs"][-1], dg["epochs"][-1]
         cells = [str(t), f"{sp:.3f}", f"{sd:.3f}", f"{sd / sp:.2f}",
                  f"{lp['held']:.2f} ({lp['held_rec']:.2f} + {lp['held_kl']:.2f})",
@@ -315,9 +372,12 @@ def table(results, ks, epochs):
             cells += [f2(pt["iwae"].get(k)), f2(ev["iwae"] if ev else None)]
         cells.append(f2(r.get("cross", {}).get("iwae")))
         rows.append("| " + " | ".join(cells) + " |")
+    runs = len(next(iter(results.values()))["pytorch"]["repeats"])
     notes = [
         "",
-        f"s/epoch: median over epochs 2..{epochs} of the training loop's wall time "
+        f"s/epoch: median over epochs 2..{epochs}"
+        + (f" of {runs} runs each (alternating)" if runs > 1 else "")
+        + " of the training loop's wall time "
         "(evaluation excluded); held-out: after the last epoch, one posterior sample, "
         "nats/example on MNIST test 9000..9999; IWAE: -log p(x) bound, nats/example.",
     ]
@@ -328,6 +388,19 @@ def table(results, ks, epochs):
             times.append(f"t={t} k={k}: PyTorch {r['pytorch']['iwae_seconds'][k]:.1f} s, "
                          f"deepgen {'–' if ev is None else format(ev['seconds'], '.1f')} s")
     notes.append("IWAE wall time: " + "; ".join(times) + ".")
+    if runs > 1:
+        notes.append("Per-run medians (s/epoch): " + "; ".join(
+            f"t={t} {n} " + ", ".join(f"{median_epoch([h]):.3f}" for h in r[n]["repeats"])
+            for t, r in results.items() for n in ("pytorch", "deepgen")) + ".")
+    loads = [(t, n, max(r[n]["other_loads"], key=lambda l: -1 if l is None else l))
+             for t, r in results.items() for n in ("pytorch", "deepgen")]
+    if all(l is not None for _, _, l in loads):
+        notes.append("Other load on the CPUs while training, worst run (0 = quiet machine): " + "; ".join(
+            f"t={t} {n} {l:.0%}" for t, n, l in loads) + ".")
+        busy = [f"t={t} {n}" for t, n, l in loads if l > 0.05]
+        if busy:
+            notes.append(f"WARNING: other work shared the CPUs during {', '.join(busy)}: "
+                         "those timings are not clean; rerun on a quiet machine.")
     return "\n".join(rows + notes)
 
 
@@ -340,6 +413,9 @@ def main():
     p.add_argument("--eval-timeout", type=float, default=600.0,
                    help="seconds allowed for one `deepgen eval vae`")
     p.add_argument("--work", type=Path, default=Path("/tmp/vae_compare"))
+    p.add_argument("--repeats", type=int, default=1,
+                   help="train each model this many times (alternating) and take the median "
+                        "epoch time over all of them; bounds and losses come from the first")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args()
     if not BIN.exists():
@@ -349,10 +425,23 @@ def main():
     train_x, held_x = load_mnist_test(args.data_dir)
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs; train {len(train_x)}, "
           f"held-out {len(held_x)} images", flush=True)
+    print(f"deepgen: {binary_identity()}", flush=True)
     results = {}
     for t in args.threads:
         pt = torch_run(t, args.epochs, train_x, held_x, ks, args.work)
         dg = deepgen_run(t, args.epochs, args.data_dir, ks, args.eval_timeout, args.work)
+        for run in (pt, dg):
+            run["repeats"] = [run["epochs"]]
+            run["other_loads"] = [run["other_load"]]
+        for i in range(1, args.repeats):
+            # Timing only, alternating, so slow spells of the machine hit both.
+            print(f"repeat {i + 1}/{args.repeats} (timing only)", flush=True)
+            x = torch_run(t, args.epochs, train_x, held_x, [], args.work)
+            y = deepgen_run(t, args.epochs, args.data_dir, [], args.eval_timeout,
+                            args.work / "repeat")
+            for run, new in ((pt, x), (dg, y)):
+                run["repeats"].append(new["epochs"])
+                run["other_loads"].append(new["other_load"])
         r = dict(pytorch=pt, deepgen=dg)
         if pt["checkpoint"] is not None:
             r["cross"] = deepgen_eval(t, args.data_dir, pt["checkpoint"], 100)
