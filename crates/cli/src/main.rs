@@ -57,6 +57,17 @@ enum Command {
         #[arg(long, default_value = "reconstructions.png")]
         out: PathBuf,
     },
+    /// Latent means and log-variances of a whole data set, as safetensors and
+    /// CSV, with a scatter plot of the latent space coloured by label.
+    Encode {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Folder for latents.safetensors, latents.csv and latents.png
+        #[arg(long, default_value = "runs/encode")]
+        out: PathBuf,
+    },
     /// Decodes a straight line in latent space between two held-out images.
     Interpolate {
         #[command(flatten)]
@@ -394,6 +405,66 @@ fn run(cli: Cli) -> Result<()> {
                 .map_err(deepgen_data::Error::from)?;
             deepgen_vae::generate::write_images(&out, &grid, 8).map_err(vae_err)?;
             println!("wrote {}", out.display());
+        }
+        Command::Encode {
+            data,
+            checkpoint,
+            out,
+        } => {
+            let (train, held) = split(&data)?;
+            let target = match (&data.train_range, &data.held_out) {
+                (None, Some(_)) => held.unwrap_or(train),
+                _ => train,
+            };
+            let model = deepgen_vae::MlpVae::from_checkpoint(&checkpoint).map_err(vae_err)?;
+            let (mu, logvar) =
+                deepgen_vae::generate::encode_all(&model, target.clone()).map_err(vae_err)?;
+            std::fs::create_dir_all(&out).map_err(|source| deepgen_data::Error::Io {
+                path: out.clone(),
+                source,
+            })?;
+            let labels: Vec<usize> = (0..target.len())
+                .map(|i| target.label(i).unwrap_or(0))
+                .collect();
+            use deepgen_nn::checkpoint::TensorData;
+            let tensors = vec![
+                ("mu".to_string(), TensorData::F32(mu.clone())),
+                ("logvar".to_string(), TensorData::F32(logvar.clone())),
+                (
+                    "labels".to_string(),
+                    TensorData::I64 {
+                        shape: vec![labels.len()],
+                        data: labels.iter().map(|&l| l as i64).collect(),
+                    },
+                ),
+            ];
+            deepgen_nn::checkpoint::save_tensors(&out.join("latents.safetensors"), &tensors, None)?;
+            let l = model.latent_dim();
+            let mut csv = String::from("index,label");
+            (0..l).for_each(|j| csv.push_str(&format!(",mu_{j}")));
+            (0..l).for_each(|j| csv.push_str(&format!(",logvar_{j}")));
+            csv.push('\n');
+            let (m, v) = (mu.to_vec(), logvar.to_vec());
+            for (i, label) in labels.iter().enumerate() {
+                csv.push_str(&format!("{i},{label}"));
+                (0..l).for_each(|j| csv.push_str(&format!(",{}", m[i * l + j])));
+                (0..l).for_each(|j| csv.push_str(&format!(",{}", v[i * l + j])));
+                csv.push('\n');
+            }
+            deepgen_nn::checkpoint::write_atomic(&out.join("latents.csv"), csv.as_bytes())?;
+            let plane = deepgen_vae::generate::first_two_components(&mu).map_err(vae_err)?;
+            deepgen_vae::generate::scatter_png(&out.join("latents.png"), &plane, &labels)
+                .map_err(vae_err)?;
+            let how = if l == 2 {
+                "the 2-D latent"
+            } else {
+                "the first two principal components"
+            };
+            println!(
+                "encoded {} images into {}; latents.png shows {how}",
+                labels.len(),
+                out.display()
+            );
         }
         Command::Interpolate {
             data,

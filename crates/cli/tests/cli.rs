@@ -260,3 +260,53 @@ fn sample_reconstruct_and_interpolate_write_their_outputs() {
         assert_eq!(&std::fs::read(&p).unwrap()[1..4], b"PNG");
     }
 }
+
+#[test]
+fn encode_writes_latents_as_safetensors_csv_and_a_scatter_plot() {
+    let out = tmp("enc");
+    let run = deepgen()
+        .args([
+            "train",
+            "vae",
+            "--synthetic-size",
+            "300",
+            "--epochs",
+            "1",
+            "--hidden",
+            "32",
+            "--latent",
+            "3",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let enc = out.join("enc");
+    let r = deepgen()
+        .args(["encode", "--synthetic-size", "300", "--checkpoint"])
+        .arg(out.join("model.safetensors"))
+        .arg("--out")
+        .arg(&enc)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (tensors, _) =
+        deepgen_nn::checkpoint::load_tensors(&enc.join("latents.safetensors")).unwrap();
+    let shapes: Vec<(String, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shape()))
+        .collect();
+    assert!(shapes.contains(&("mu".into(), vec![250, 3])), "{shapes:?}");
+    let csv = std::fs::read_to_string(enc.join("latents.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 251);
+    assert!(csv.starts_with("index,label,mu_0,mu_1,mu_2,logvar_0"));
+    assert_eq!(
+        &std::fs::read(enc.join("latents.png")).unwrap()[1..4],
+        b"PNG"
+    );
+}

@@ -8,10 +8,10 @@
 //! of Burda et al. (arXiv 1509.00519). [`trainer`] runs epochs with
 //! held-out evaluation, metrics, image grids and checkpoints.
 //!
-//! [`generate`] samples, reconstructs, interpolates and writes images.
+//! [`generate`] samples, reconstructs, interpolates, encodes and writes images.
 //!
 //! Work in progress: the convolutional VAE, Gaussian decoders, the
-//! loss-curve plot, `encode` and the manifold grid are not here yet.
+//! loss-curve plot and the manifold grid are not here yet.
 
 mod error;
 pub mod generate;
