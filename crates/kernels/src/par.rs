@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// How long workers stay awake after the last parallel kernel.
 pub const LINGER: Duration = Duration::from_micros(500);
 
-/// How long the caller spins for its helpers before it parks.
+/// How long the caller waits for its helpers (yielding its core) before it parks.
 const SPIN_LIMIT: Duration = Duration::from_millis(2);
 
 static LINGERING: AtomicBool = AtomicBool::new(false);
@@ -56,8 +56,9 @@ fn linger() {
     });
 }
 
-/// Elements per task for elementwise work over `total` elements: a few
-/// tasks per thread (for balance), none smaller than `PAR_CHUNK`.
+/// Elements per task for elementwise work over `total` elements: 16 tasks
+/// per thread (so a late thread leaves little imbalance), none smaller than
+/// `PAR_CHUNK`.
 pub fn chunk_len(total: usize) -> usize {
     total.div_ceil(threads() * 16).max(crate::PAR_CHUNK)
 }
