@@ -390,19 +390,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             let x = loader.batch((0..n.min(target.len())).collect())?.images;
-            let recon = deepgen_vae::generate::reconstruct(&model, &x).map_err(vae_err)?;
-            let mut rows = Vec::new();
-            for start in (0..x.shape()[0]).step_by(8) {
-                let len = 8.min(x.shape()[0] - start);
-                rows.push(x.narrow(0, start, len).map_err(deepgen_data::Error::from)?);
-                rows.push(
-                    recon
-                        .narrow(0, start, len)
-                        .map_err(deepgen_data::Error::from)?,
-                );
-            }
-            let grid = deepgen_autograd::Tensor::concat(&rows.iter().collect::<Vec<_>>(), 0)
-                .map_err(deepgen_data::Error::from)?;
+            let grid = deepgen_vae::generate::reconstruction_grid(&model, &x).map_err(vae_err)?;
             deepgen_vae::generate::write_images(&out, &grid, 8).map_err(vae_err)?;
             println!("wrote {}", out.display());
         }
@@ -419,42 +407,11 @@ fn run(cli: Cli) -> Result<()> {
             let model = deepgen_vae::MlpVae::from_checkpoint(&checkpoint).map_err(vae_err)?;
             let (mu, logvar) =
                 deepgen_vae::generate::encode_all(&model, target.clone()).map_err(vae_err)?;
-            std::fs::create_dir_all(&out).map_err(|source| deepgen_data::Error::Io {
-                path: out.clone(),
-                source,
-            })?;
             let labels: Vec<usize> = (0..target.len())
                 .map(|i| target.label(i).unwrap_or(0))
                 .collect();
-            use deepgen_nn::checkpoint::TensorData;
-            let tensors = vec![
-                ("mu".to_string(), TensorData::F32(mu.clone())),
-                ("logvar".to_string(), TensorData::F32(logvar.clone())),
-                (
-                    "labels".to_string(),
-                    TensorData::I64 {
-                        shape: vec![labels.len()],
-                        data: labels.iter().map(|&l| l as i64).collect(),
-                    },
-                ),
-            ];
-            deepgen_nn::checkpoint::save_tensors(&out.join("latents.safetensors"), &tensors, None)?;
+            deepgen_vae::generate::write_latents(&out, &mu, &logvar, &labels).map_err(vae_err)?;
             let l = model.latent_dim();
-            let mut csv = String::from("index,label");
-            (0..l).for_each(|j| csv.push_str(&format!(",mu_{j}")));
-            (0..l).for_each(|j| csv.push_str(&format!(",logvar_{j}")));
-            csv.push('\n');
-            let (m, v) = (mu.to_vec(), logvar.to_vec());
-            for (i, label) in labels.iter().enumerate() {
-                csv.push_str(&format!("{i},{label}"));
-                (0..l).for_each(|j| csv.push_str(&format!(",{}", m[i * l + j])));
-                (0..l).for_each(|j| csv.push_str(&format!(",{}", v[i * l + j])));
-                csv.push('\n');
-            }
-            deepgen_nn::checkpoint::write_atomic(&out.join("latents.csv"), csv.as_bytes())?;
-            let plane = deepgen_vae::generate::first_two_components(&mu).map_err(vae_err)?;
-            deepgen_vae::generate::scatter_png(&out.join("latents.png"), &plane, &labels)
-                .map_err(vae_err)?;
             let how = if l == 2 {
                 "the 2-D latent"
             } else {

@@ -7,6 +7,18 @@ fn deepgen() -> Command {
     Command::new(env!("CARGO_BIN_EXE_deepgen"))
 }
 
+/// Runs `deepgen ARGS --out OUT`, asserts it succeeded, returns its stdout.
+fn run_ok(args: &[&str], out: &std::path::Path) -> String {
+    let run = deepgen().args(args).arg("--out").arg(out).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("deepgen-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -16,8 +28,8 @@ fn tmp(name: &str) -> std::path::PathBuf {
 #[test]
 fn a_short_classifier_run_trains_saves_and_evaluates() {
     let out = tmp("clf");
-    let run = deepgen()
-        .args([
+    let stdout = run_ok(
+        &[
             "train",
             "classifier",
             "--synthetic-size",
@@ -26,16 +38,8 @@ fn a_short_classifier_run_trains_saves_and_evaluates() {
             "2",
             "--batch-size",
             "64",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+        ],
+        &out,
     );
     assert!(
         stdout.contains("epoch 2:") && stdout.contains("held-out accuracy"),
@@ -122,8 +126,8 @@ fn user_errors_print_a_message_not_a_backtrace() {
 #[test]
 fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
     let out = tmp("vae");
-    let run = deepgen()
-        .args([
+    let stdout = run_ok(
+        &[
             "train",
             "vae",
             "--synthetic-size",
@@ -134,16 +138,8 @@ fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
             "64",
             "--latent",
             "4",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+        ],
+        &out,
     );
     assert!(
         stdout.contains("epoch 2:") && stdout.contains("held-out"),
@@ -209,8 +205,8 @@ fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
 #[test]
 fn sample_reconstruct_and_interpolate_write_their_outputs() {
     let out = tmp("gen");
-    let run = deepgen()
-        .args([
+    run_ok(
+        &[
             "train",
             "vae",
             "--synthetic-size",
@@ -221,15 +217,8 @@ fn sample_reconstruct_and_interpolate_write_their_outputs() {
             "32",
             "--latent",
             "2",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+        ],
+        &out,
     );
     let ckpt = out.join("model.safetensors");
     let ok = |args: &[&str]| {
@@ -264,8 +253,8 @@ fn sample_reconstruct_and_interpolate_write_their_outputs() {
 #[test]
 fn encode_writes_latents_as_safetensors_csv_and_a_scatter_plot() {
     let out = tmp("enc");
-    let run = deepgen()
-        .args([
+    run_ok(
+        &[
             "train",
             "vae",
             "--synthetic-size",
@@ -276,15 +265,8 @@ fn encode_writes_latents_as_safetensors_csv_and_a_scatter_plot() {
             "32",
             "--latent",
             "3",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+        ],
+        &out,
     );
     let enc = out.join("enc");
     let r = deepgen()

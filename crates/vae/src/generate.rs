@@ -23,6 +23,20 @@ pub fn reconstruct(model: &MlpVae, x: &Tensor) -> Result<Tensor> {
     no_grad(|| Ok(model.forward(&Var::constant(x.clone()))?.sigmoid().value()))
 }
 
+/// Rows of 8 images, each row of originals followed by the row of their
+/// reconstructions: [2n, image..], ready for a grid of 8 per row.
+pub fn reconstruction_grid(model: &MlpVae, x: &Tensor) -> Result<Tensor> {
+    let recon = reconstruct(model, x)?;
+    let n = x.shape()[0];
+    let mut rows = Vec::new();
+    for start in (0..n).step_by(8) {
+        let len = 8.min(n - start);
+        rows.push(x.narrow(0, start, len)?);
+        rows.push(recon.narrow(0, start, len)?);
+    }
+    Ok(Tensor::concat(&rows.iter().collect::<Vec<_>>(), 0)?)
+}
+
 /// Decodes `steps` points evenly spaced between the posterior means of
 /// images `a` and `b` (each [image..]): [steps, image..].
 pub fn interpolate(model: &MlpVae, a: &Tensor, b: &Tensor, steps: usize) -> Result<Tensor> {
@@ -135,6 +149,43 @@ pub fn encode_all(
     let cat =
         |v: &[Tensor]| -> Result<Tensor> { Ok(Tensor::concat(&v.iter().collect::<Vec<_>>(), 0)?) };
     Ok((cat(&mus)?, cat(&lvs)?))
+}
+
+/// Writes latent means and log-variances [n, latent] with their labels into
+/// `dir`: latents.safetensors (mu, logvar, labels), latents.csv (one row per
+/// item) and latents.png (the 2-D latent, or its first two principal
+/// components, coloured by label).
+pub fn write_latents(dir: &Path, mu: &Tensor, logvar: &Tensor, labels: &[usize]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| deepgen_data::Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let tensors = vec![
+        ("mu".to_string(), TensorData::F32(mu.clone())),
+        ("logvar".to_string(), TensorData::F32(logvar.clone())),
+        (
+            "labels".to_string(),
+            TensorData::I64 {
+                shape: vec![labels.len()],
+                data: labels.iter().map(|&l| l as i64).collect(),
+            },
+        ),
+    ];
+    checkpoint::save_tensors(&dir.join("latents.safetensors"), &tensors, None)?;
+    let l = mu.shape().get(1).copied().unwrap_or(0);
+    let mut csv = String::from("index,label");
+    (0..l).for_each(|j| csv.push_str(&format!(",mu_{j}")));
+    (0..l).for_each(|j| csv.push_str(&format!(",logvar_{j}")));
+    csv.push('\n');
+    let (m, v) = (mu.to_vec(), logvar.to_vec());
+    for (i, label) in labels.iter().enumerate() {
+        csv.push_str(&format!("{i},{label}"));
+        (0..l).for_each(|j| csv.push_str(&format!(",{}", m[i * l + j])));
+        (0..l).for_each(|j| csv.push_str(&format!(",{}", v[i * l + j])));
+        csv.push('\n');
+    }
+    checkpoint::write_atomic(&dir.join("latents.csv"), csv.as_bytes())?;
+    scatter_png(&dir.join("latents.png"), &first_two_components(mu)?, labels)
 }
 
 /// The first two principal components of the rows of `x` [n, d] (d >= 2),

@@ -289,16 +289,7 @@ fn write_grids(
             },
         )?;
         let x = loader.batch((0..32.min(data.len())).collect())?.images;
-        let n = x.shape()[0];
-        let recon = model.forward(&Var::constant(x.clone()))?.sigmoid().value();
-        // Interleave blocks of 8 originals and their 8 reconstructions.
-        let mut rows = Vec::new();
-        for start in (0..n).step_by(8) {
-            let len = 8.min(n - start);
-            rows.push(x.narrow(0, start, len)?);
-            rows.push(recon.narrow(0, start, len)?);
-        }
-        let grid = Tensor::concat(&rows.iter().collect::<Vec<_>>(), 0)?;
+        let grid = crate::generate::reconstruction_grid(model, &x)?;
         save_grid(
             &out.join("reconstructions.png"),
             &grid,
