@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use deepgen_cli::{classifier, datasets, Result};
+use deepgen_nn::Module;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,10 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long, default_value_t = 64)]
         n: usize,
+        /// For a 2-D latent: a SIDE x SIDE grid over the prior's quantiles
+        /// instead of random samples (Kingma & Welling's figure 4)
+        #[arg(long, value_name = "SIDE")]
+        manifold: Option<usize>,
         /// .png, .safetensors or .idx
         #[arg(long, default_value = "samples.png")]
         out: PathBuf,
@@ -112,18 +117,32 @@ struct DataArgs {
 
 #[derive(Subcommand)]
 enum Train {
-    /// An MLP VAE (pytorch/examples' 784-400-20 by default) with a Bernoulli decoder.
+    /// A VAE: MLP (pytorch/examples' 784-400-20 by default) or
+    /// convolutional, with a Bernoulli or Gaussian decoder.
     Vae {
         #[command(flatten)]
         data: DataArgs,
+        /// mlp or conv
+        #[arg(long, default_value = "mlp")]
+        arch: String,
+        /// bernoulli, gaussian (fixed --decoder-std) or gaussian-learned
+        #[arg(long, default_value = "bernoulli")]
+        likelihood: String,
+        /// Standard deviation of the fixed Gaussian decoder
+        #[arg(long, default_value_t = 0.1)]
+        decoder_std: f64,
+        /// Conv: channels of the stride-2 stages, e.g. 32,64
+        #[arg(long, value_delimiter = ',', default_value = "32,64")]
+        widths: Vec<usize>,
         #[arg(long, default_value_t = 10)]
         epochs: usize,
         #[arg(long, default_value_t = 128)]
         batch_size: usize,
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
-        #[arg(long, default_value_t = 400)]
-        hidden: usize,
+        /// Hidden units (MLP: 400; conv: the dense layer, 256)
+        #[arg(long)]
+        hidden: Option<usize>,
         #[arg(long, default_value_t = 20)]
         latent: usize,
         /// Weight of the KL term
@@ -173,10 +192,6 @@ enum Eval {
         /// Importance samples for the IWAE bound
         #[arg(long, default_value_t = 100)]
         k: usize,
-        #[arg(long, default_value_t = 400)]
-        hidden: usize,
-        #[arg(long, default_value_t = 20)]
-        latent: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -267,6 +282,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(Train::Vae {
             data,
+            arch,
+            likelihood,
+            decoder_std,
+            widths,
             epochs,
             batch_size,
             lr,
@@ -280,17 +299,49 @@ fn run(cli: Cli) -> Result<()> {
             out,
         }) => {
             let (train, held) = split(&data)?;
-            let cfg = deepgen_vae::MlpVaeConfig {
-                image_shape: train.item_shape(),
-                hidden,
-                latent,
+            let arch = match arch.as_str() {
+                "mlp" => deepgen_vae::Arch::Mlp,
+                "conv" => deepgen_vae::Arch::Conv,
+                other => {
+                    return Err(deepgen_cli::Error::Usage(format!(
+                        "unknown --arch {other:?}; use mlp or conv"
+                    )))
+                }
             };
-            let model = deepgen_vae::MlpVae::new(cfg, seed).map_err(vae_err)?;
+            let likelihood = match likelihood.as_str() {
+                "bernoulli" => deepgen_vae::Likelihood::Bernoulli,
+                "gaussian" => deepgen_vae::Likelihood::Gaussian { std: decoder_std },
+                "gaussian-learned" => deepgen_vae::Likelihood::GaussianLearned,
+                other => {
+                    return Err(deepgen_cli::Error::Usage(format!(
+                    "unknown --likelihood {other:?}; use bernoulli, gaussian or gaussian-learned"
+                )))
+                }
+            };
+            let cfg = deepgen_vae::VaeConfig {
+                arch,
+                image_shape: train.item_shape(),
+                hidden: hidden.unwrap_or(if arch == deepgen_vae::Arch::Mlp {
+                    400
+                } else {
+                    256
+                }),
+                latent,
+                widths,
+                likelihood,
+            };
+            let model = deepgen_vae::Vae::new(cfg, seed).map_err(vae_err)?;
             if let Some(init) = &init {
                 deepgen_nn::checkpoint::load(&model, init, true)?;
             }
             println!(
-                "training an MLP VAE on {} images ({}), {epochs} epochs",
+                "training a {} VAE ({}) on {} images ({}), {epochs} epochs",
+                if arch == deepgen_vae::Arch::Mlp {
+                    "MLP"
+                } else {
+                    "convolutional"
+                },
+                model.num_parameters(),
                 train.len(),
                 data.dataset
             );
@@ -328,19 +379,11 @@ fn run(cli: Cli) -> Result<()> {
             data,
             checkpoint,
             k,
-            hidden,
-            latent,
             seed,
         }) => {
             let (train, held) = split(&data)?;
             let target = held.unwrap_or(train);
-            let cfg = deepgen_vae::MlpVaeConfig {
-                image_shape: target.item_shape(),
-                hidden,
-                latent,
-            };
-            let model = deepgen_vae::MlpVae::new(cfg, 0).map_err(vae_err)?;
-            deepgen_nn::checkpoint::load(&model, &checkpoint, true)?;
+            let model = deepgen_vae::Vae::from_checkpoint(&checkpoint).map_err(vae_err)?;
             let (elbo, rec, kl) = deepgen_vae::trainer::evaluate(&model, target.clone(), 500, seed)
                 .map_err(vae_err)?;
             let loader = deepgen_data::DataLoader::new(
@@ -364,14 +407,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sample {
             checkpoint,
             n,
+            manifold,
             out,
             seed,
         } => {
-            let model = deepgen_vae::MlpVae::from_checkpoint(&checkpoint).map_err(vae_err)?;
-            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
-            let images = deepgen_vae::generate::sample(&model, n, &mut rng).map_err(vae_err)?;
-            deepgen_vae::generate::write_images(&out, &images, 8).map_err(vae_err)?;
-            println!("wrote {n} samples to {}", out.display());
+            let model = deepgen_vae::Vae::from_checkpoint(&checkpoint).map_err(vae_err)?;
+            let (images, nrow) = match manifold {
+                Some(side) => (
+                    deepgen_vae::generate::manifold(&model, side).map_err(vae_err)?,
+                    side,
+                ),
+                None => {
+                    let mut rng =
+                        <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+                    let images =
+                        deepgen_vae::generate::sample(&model, n, &mut rng).map_err(vae_err)?;
+                    (images, 8)
+                }
+            };
+            deepgen_vae::generate::write_images(&out, &images, nrow).map_err(vae_err)?;
+            println!("wrote {} images to {}", images.shape()[0], out.display());
         }
         Command::Reconstruct {
             data,
@@ -381,7 +436,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let (train, held) = split(&data)?;
             let target = held.unwrap_or(train);
-            let model = deepgen_vae::MlpVae::from_checkpoint(&checkpoint).map_err(vae_err)?;
+            let model = deepgen_vae::Vae::from_checkpoint(&checkpoint).map_err(vae_err)?;
             let loader = deepgen_data::DataLoader::new(
                 target.clone(),
                 deepgen_data::LoaderConfig {
@@ -404,7 +459,7 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(_)) => held.unwrap_or(train),
                 _ => train,
             };
-            let model = deepgen_vae::MlpVae::from_checkpoint(&checkpoint).map_err(vae_err)?;
+            let model = deepgen_vae::Vae::from_checkpoint(&checkpoint).map_err(vae_err)?;
             let (mu, logvar) =
                 deepgen_vae::generate::encode_all(&model, target.clone()).map_err(vae_err)?;
             let labels: Vec<usize> = (0..target.len())
@@ -433,7 +488,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let (train, held) = split(&data)?;
             let target = held.unwrap_or(train);
-            let model = deepgen_vae::MlpVae::from_checkpoint(&checkpoint).map_err(vae_err)?;
+            let model = deepgen_vae::Vae::from_checkpoint(&checkpoint).map_err(vae_err)?;
             let (a, _) = target.get(from, deepgen_data::Scale::ZeroOne)?;
             let (b, _) = target.get(to, deepgen_data::Scale::ZeroOne)?;
             let images =

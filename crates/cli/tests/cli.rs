@@ -145,10 +145,15 @@ fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
         stdout.contains("epoch 2:") && stdout.contains("held-out"),
         "{stdout}"
     );
-    for f in ["samples.png", "reconstructions.png"] {
+    for f in ["samples.png", "reconstructions.png", "loss.png"] {
         let bytes = std::fs::read(out.join(f)).unwrap();
         assert_eq!(&bytes[1..4], b"PNG", "{f}");
     }
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"latent\": 4") && config.contains("\"batch_size\": 128"),
+        "{config}"
+    );
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let rows: Vec<Vec<f64>> = csv
         .lines()
@@ -162,10 +167,6 @@ fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
             "vae",
             "--synthetic-size",
             "600",
-            "--hidden",
-            "64",
-            "--latent",
-            "4",
             "--k",
             "10",
             "--checkpoint",
@@ -181,7 +182,7 @@ fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
     // A checkpoint of another shape is refused, naming the tensor.
     let bad = deepgen()
         .args([
-            "eval",
+            "train",
             "vae",
             "--synthetic-size",
             "600",
@@ -189,9 +190,11 @@ fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
             "65",
             "--latent",
             "4",
-            "--checkpoint",
+            "--init",
         ])
         .arg(out.join("model.safetensors"))
+        .arg("--out")
+        .arg(out.join("bad"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&bad.stderr);
@@ -239,6 +242,9 @@ fn sample_reconstruct_and_interpolate_write_their_outputs() {
     let bytes = std::fs::read(&idx).unwrap();
     assert_eq!(&bytes[..8], &[0, 0, 8, 3, 0, 0, 0, 5]);
     assert_eq!(bytes.len(), 16 + 5 * 784);
+    let grid = out.join("manifold.png");
+    ok(&["sample", "--manifold", "6", "--out", grid.to_str().unwrap()]);
+    assert_eq!(&std::fs::read(&grid).unwrap()[1..4], b"PNG");
     let st = out.join("s.safetensors");
     ok(&["sample", "--n", "3", "--out", st.to_str().unwrap()]);
     let (tensors, _) = deepgen_nn::checkpoint::load_tensors(&st).unwrap();
@@ -291,4 +297,92 @@ fn encode_writes_latents_as_safetensors_csv_and_a_scatter_plot() {
         &std::fs::read(enc.join("latents.png")).unwrap()[1..4],
         b"PNG"
     );
+}
+
+#[test]
+fn a_conv_vae_with_a_gaussian_decoder_trains_and_samples() {
+    let out = tmp("conv");
+    run_ok(
+        &[
+            "train",
+            "vae",
+            "--arch",
+            "conv",
+            "--likelihood",
+            "gaussian-learned",
+            "--widths",
+            "8,16",
+            "--hidden",
+            "32",
+            "--latent",
+            "4",
+            "--synthetic-size",
+            "300",
+            "--epochs",
+            "1",
+        ],
+        &out,
+    );
+    let png = out.join("s.png");
+    let r = deepgen()
+        .args(["sample", "--n", "4", "--checkpoint"])
+        .arg(out.join("model.safetensors"))
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+    let bad = deepgen()
+        .args(["train", "vae", "--arch", "resnet", "--out"])
+        .arg(out.join("bad"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown --arch"));
+}
+
+#[test]
+fn init_starts_from_a_vae_trained_in_pytorch() {
+    // crates/vae/tests/fixtures/make_pytorch_vae.py made the file with
+    // safetensors.torch.save_file: no deepgen metadata, PyTorch's names.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../vae/tests/fixtures/pytorch_vae.safetensors");
+    let eval = deepgen()
+        .args([
+            "eval",
+            "vae",
+            "--synthetic-size",
+            "300",
+            "--k",
+            "5",
+            "--checkpoint",
+        ])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    let out = tmp("init");
+    let stdout = run_ok(
+        &[
+            "train",
+            "vae",
+            "--hidden",
+            "64",
+            "--latent",
+            "8",
+            "--synthetic-size",
+            "300",
+            "--epochs",
+            "1",
+            "--init",
+            fixture.to_str().unwrap(),
+        ],
+        &out,
+    );
+    assert!(stdout.contains("epoch 1:"), "{stdout}");
 }

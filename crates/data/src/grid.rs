@@ -73,6 +73,12 @@ pub fn grid_pixels(
 /// Writes images [n, c, h, w] as one PNG grid (grayscale or RGB), atomically.
 pub fn save_grid(path: &Path, images: &Tensor<f32>, opts: GridOptions) -> Result<()> {
     let (w, h, c, pixels) = grid_pixels(images, opts)?;
+    write_png(path, w, h, c, &pixels)
+}
+
+/// Writes 8-bit pixels (row-major, `c` = 1 gray or 3 RGB channels
+/// interleaved) as a PNG file, atomically.
+pub fn write_png(path: &Path, w: usize, h: usize, c: usize, pixels: &[u8]) -> Result<()> {
     let mut bytes = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut bytes, w as u32, h as u32);
@@ -83,16 +89,16 @@ pub fn save_grid(path: &Path, images: &Tensor<f32>, opts: GridOptions) -> Result
         });
         enc.set_depth(png::BitDepth::Eight);
         let png_err = |e: png::EncodingError| Error::Invalid {
-            op: "save_grid",
+            op: "write_png",
             msg: e.to_string(),
         };
         let mut writer = enc.write_header().map_err(png_err)?;
-        writer.write_image_data(&pixels).map_err(png_err)?;
+        writer.write_image_data(pixels).map_err(png_err)?;
     }
     deepgen_nn::checkpoint::write_atomic(path, &bytes).map_err(|e| match e {
         deepgen_nn::Error::Io { path, source } => Error::Io { path, source },
         other => Error::Invalid {
-            op: "save_grid",
+            op: "write_png",
             msg: other.to_string(),
         },
     })

@@ -17,6 +17,7 @@ pub mod folder;
 pub mod grid;
 pub mod idx;
 mod loader;
+pub mod plot;
 pub mod progress;
 pub mod synthetic;
 

@@ -5,27 +5,113 @@ use std::io::Write;
 use std::path::Path;
 
 use deepgen_autograd::{no_grad, Tensor, Var};
+use deepgen_data::plot::{scatter_chart, Series};
 use deepgen_data::{save_grid, GridOptions};
 use deepgen_nn::checkpoint::{self, TensorData};
 use deepgen_nn::Module;
 use rand::Rng;
 
-use crate::{Error, MlpVae, Result};
+use crate::{Error, Result, Vae};
 
-/// `n` images decoded from z ~ N(0, I): pixel probabilities [n, image..].
-pub fn sample<R: Rng + ?Sized>(model: &MlpVae, n: usize, rng: &mut R) -> Result<Tensor> {
-    let z = Tensor::randn(&[n, model.latent_dim()], 0.0, 1.0, rng);
-    no_grad(|| Ok(model.decode(&Var::constant(z))?.sigmoid().value()))
+/// `n` images decoded from z ~ N(0, I): pixel means [n, image..].
+pub fn sample<R: Rng + ?Sized>(model: &Vae, n: usize, rng: &mut R) -> Result<Tensor> {
+    decode_means(
+        model,
+        Tensor::randn(&[n, model.latent_dim()], 0.0, 1.0, rng),
+    )
+}
+
+/// Pixel means decoded from latent points z [n, latent].
+pub fn decode_means(model: &Vae, z: Tensor) -> Result<Tensor> {
+    no_grad(|| Ok(model.mean(&model.decode(&Var::constant(z))?).value()))
+}
+
+/// Kingma & Welling's figure 4 for a 2-D latent: a `side` x `side` grid of
+/// decoded points whose coordinates are the standard normal's quantiles at
+/// evenly spaced probabilities in (0, 1), so the grid covers the prior's
+/// mass evenly: [side^2, image..], rows from high z2 to low.
+pub fn manifold(model: &Vae, side: usize) -> Result<Tensor> {
+    if model.latent_dim() != 2 || side < 2 {
+        return Err(Error::Invalid {
+            op: "manifold",
+            msg: format!(
+                "needs a 2-D latent and a side of at least 2 (latent {}, side {side})",
+                model.latent_dim()
+            ),
+        });
+    }
+    let q: Vec<f32> = (0..side)
+        .map(|i| normal_quantile((i as f64 + 0.5) / side as f64) as f32)
+        .collect();
+    let mut z = Vec::with_capacity(side * side * 2);
+    for row in 0..side {
+        for &z1 in &q {
+            z.extend([z1, q[side - 1 - row]]);
+        }
+    }
+    decode_means(model, Tensor::from_vec(z, &[side * side, 2])?)
+}
+
+/// The standard normal's inverse CDF, by Acklam's rational approximation
+/// (relative error below 1.2e-9 on (0, 1)).
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p <= 0.0 {
+        f64::NEG_INFINITY
+    } else if p >= 1.0 {
+        f64::INFINITY
+    } else if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
 }
 
 /// Reconstructions through the posterior means: [n, image..] -> [n, image..].
-pub fn reconstruct(model: &MlpVae, x: &Tensor) -> Result<Tensor> {
-    no_grad(|| Ok(model.forward(&Var::constant(x.clone()))?.sigmoid().value()))
+pub fn reconstruct(model: &Vae, x: &Tensor) -> Result<Tensor> {
+    no_grad(|| Ok(model.forward(&Var::constant(x.clone()))?.value()))
 }
 
 /// Rows of 8 images, each row of originals followed by the row of their
 /// reconstructions: [2n, image..], ready for a grid of 8 per row.
-pub fn reconstruction_grid(model: &MlpVae, x: &Tensor) -> Result<Tensor> {
+pub fn reconstruction_grid(model: &Vae, x: &Tensor) -> Result<Tensor> {
     let recon = reconstruct(model, x)?;
     let n = x.shape()[0];
     let mut rows = Vec::new();
@@ -39,7 +125,7 @@ pub fn reconstruction_grid(model: &MlpVae, x: &Tensor) -> Result<Tensor> {
 
 /// Decodes `steps` points evenly spaced between the posterior means of
 /// images `a` and `b` (each [image..]): [steps, image..].
-pub fn interpolate(model: &MlpVae, a: &Tensor, b: &Tensor, steps: usize) -> Result<Tensor> {
+pub fn interpolate(model: &Vae, a: &Tensor, b: &Tensor, steps: usize) -> Result<Tensor> {
     if steps < 2 {
         return Err(Error::Invalid {
             op: "interpolate",
@@ -56,10 +142,7 @@ pub fn interpolate(model: &MlpVae, a: &Tensor, b: &Tensor, steps: usize) -> Resu
             let t = s as f32 / (steps - 1) as f32;
             z.extend((0..l).map(|i| (1.0 - t) * mu[i] + t * mu[l + i]));
         }
-        Ok(model
-            .decode(&Var::constant(Tensor::from_vec(z, &[steps, l])?))?
-            .sigmoid()
-            .value())
+        decode_means(model, Tensor::from_vec(z, &[steps, l])?)
     })
 }
 
@@ -128,7 +211,7 @@ pub fn write_images(path: &Path, images: &Tensor, nrow: usize) -> Result<()> {
 
 /// Posterior means and log-variances of every item: ([n, latent], [n, latent]).
 pub fn encode_all(
-    model: &MlpVae,
+    model: &Vae,
     data: std::sync::Arc<dyn deepgen_data::Dataset>,
 ) -> Result<(Tensor, Tensor)> {
     let loader = deepgen_data::DataLoader::new(
@@ -243,60 +326,23 @@ pub fn first_two_components(x: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, &[n, 2])?)
 }
 
-/// A scatter plot of 2-D points coloured by label (10 colours), 512x512 PNG
-/// on white, the points' range filling the canvas with a margin. No text:
-/// the CSV beside it carries the numbers.
+/// A scatter plot of 2-D points [n, 2], one colour and legend entry per
+/// label (800x500 PNG).
 pub fn scatter_png(path: &Path, points: &Tensor, labels: &[usize]) -> Result<()> {
-    const SIZE: usize = 512;
-    const PALETTE: [[f32; 3]; 10] = [
-        [0.12, 0.47, 0.71],
-        [1.0, 0.5, 0.05],
-        [0.17, 0.63, 0.17],
-        [0.84, 0.15, 0.16],
-        [0.58, 0.4, 0.74],
-        [0.55, 0.34, 0.29],
-        [0.89, 0.47, 0.76],
-        [0.5, 0.5, 0.5],
-        [0.74, 0.74, 0.13],
-        [0.09, 0.75, 0.81],
-    ];
     let p = points.to_vec();
-    let (xs, ys): (Vec<f32>, Vec<f32>) = p.chunks_exact(2).map(|c| (c[0], c[1])).unzip();
-    let range = |v: &[f32]| {
-        v.iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            })
-    };
-    let ((x0, x1), (y0, y1)) = (range(&xs), range(&ys));
-    let mut img = vec![1.0f32; 3 * SIZE * SIZE];
-    let to_px = |v: f32, lo: f32, hi: f32| {
-        ((v - lo) / (hi - lo).max(1e-12) * (SIZE as f32 - 40.0) + 20.0) as isize
-    };
-    for (i, (&x, &y)) in xs.iter().zip(&ys).enumerate() {
-        let colour = PALETTE[labels.get(i).copied().unwrap_or(0) % 10];
-        let (cx, cy) = (to_px(x, x0, x1), SIZE as isize - 1 - to_px(y, y0, y1));
-        for dy in -1..=1 {
-            for dx in -1..=1 {
-                let (px, py) = (cx + dx, cy + dy);
-                if (0..SIZE as isize).contains(&px) && (0..SIZE as isize).contains(&py) {
-                    for (c, &v) in colour.iter().enumerate() {
-                        img[c * SIZE * SIZE + py as usize * SIZE + px as usize] = v;
-                    }
-                }
-            }
-        }
+    let classes = labels.iter().max().map_or(1, |m| m + 1);
+    let mut groups: Vec<Vec<(f64, f64)>> = vec![Vec::new(); classes];
+    for (i, c) in p.chunks_exact(2).enumerate() {
+        groups[labels.get(i).copied().unwrap_or(0)].push((c[0] as f64, c[1] as f64));
     }
-    let img = Tensor::from_vec(img, &[1, 3, SIZE, SIZE])?;
-    Ok(save_grid(
-        path,
-        &img,
-        GridOptions {
-            nrow: 1,
-            padding: 0,
-            ..Default::default()
-        },
-    )?)
+    let names: Vec<String> = (0..classes).map(|c| format!("label {c}")).collect();
+    let series: Vec<Series> = groups
+        .into_iter()
+        .zip(&names)
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(points, name)| Series { name, points })
+        .collect();
+    Ok(scatter_chart(path, "latent space", &series)?)
 }
 
 #[cfg(test)]
@@ -319,5 +365,23 @@ mod tests {
         let scale = (first[49] - first[0]) / 49.0;
         assert!((scale.abs() - 2f32.sqrt()).abs() < 1e-3, "{scale}");
         assert!(p.chunks(2).all(|c| c[1].abs() < 0.2));
+    }
+
+    #[test]
+    fn normal_quantiles_match_known_values() {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.975, 1.959963984540054),
+            (0.05, -1.6448536269514729),
+            (0.001, -3.090232306167813),
+            (0.9999, 3.719016485455709),
+        ] {
+            assert!(
+                (normal_quantile(p) - z).abs() < 1e-8,
+                "{p}: {}",
+                normal_quantile(p)
+            );
+        }
+        assert_eq!(normal_quantile(0.0), f64::NEG_INFINITY);
     }
 }

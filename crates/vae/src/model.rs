@@ -1,55 +1,148 @@
+//! The VAE as a whole: an encoder/decoder network ([`VaeNet`]: MLP or
+//! convolutional) and the decoder's likelihood p(x|z) (Bernoulli, or
+//! Gaussian with a fixed or learned variance), described by a [`VaeConfig`]
+//! that travels as JSON inside every checkpoint.
+
+use std::collections::HashMap;
+use std::path::Path;
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use deepgen_autograd::{Element, Var};
-use deepgen_nn::module::visit_child;
-use deepgen_nn::{Linear, Module, Slot};
+use deepgen_autograd::{Element, Tensor, Var};
+use deepgen_nn::checkpoint;
+use deepgen_nn::{Module, Slot};
 
-use crate::Result;
+use crate::{ConvVae, Error, MlpVae, Result};
 
-/// Sizes of an MLP VAE (pytorch/examples' defaults: 784-400-20).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MlpVaeConfig {
-    /// Shape of one image, e.g. [1, 28, 28].
-    pub image_shape: Vec<usize>,
-    pub hidden: usize,
-    pub latent: usize,
+/// Key of the model description in a checkpoint's safetensors metadata.
+pub const CONFIG_KEY: &str = "deepgen.vae";
+
+/// An encoder q(z|x) and a decoder network; the likelihood is [`Vae`]'s.
+pub trait VaeNet<T: Element>: Module<T> {
+    /// [n, image..] -> (mu, logvar), each [n, latent].
+    fn encode(&self, x: &Var<T>) -> Result<(Var<T>, Var<T>)>;
+    /// [n, latent] -> [n, image..]: Bernoulli logits or Gaussian means.
+    fn decode(&self, z: &Var<T>) -> Result<Var<T>>;
 }
 
-impl Default for MlpVaeConfig {
+/// `Module::forward` of a [`VaeNet`]: decode the posterior mean.
+pub(crate) fn forward_through_mean<T: Element>(
+    net: &dyn VaeNet<T>,
+    x: &Var<T>,
+) -> deepgen_nn::Result<Var<T>> {
+    let as_nn = |e: Error| deepgen_nn::Error::Invalid {
+        op: "vae",
+        msg: e.to_string(),
+    };
+    let (mu, _) = net.encode(x).map_err(as_nn)?;
+    net.decode(&mu).map_err(as_nn)
+}
+
+/// Which network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// pytorch/examples' VAE: fc1, fc21, fc22, fc3, fc4.
+    Mlp,
+    /// Strided convolutions down, transposed convolutions up.
+    Conv,
+}
+
+/// The decoder's distribution over pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Likelihood {
+    /// Independent Bernoulli pixels from logits (binary cross entropy);
+    /// for images in [0, 1].
+    Bernoulli,
+    /// N(mean, std^2) per pixel with a fixed std.
+    Gaussian { std: f64 },
+    /// N(mean, sigma^2) with one learned log-variance for all pixels (as in
+    /// Rybkin et al.'s sigma-VAE): a per-pixel variance would shrink to zero
+    /// on MNIST's constant background and the likelihood would diverge.
+    GaussianLearned,
+}
+
+/// Everything needed to rebuild a model before loading its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VaeConfig {
+    pub arch: Arch,
+    /// One image, e.g. [1, 28, 28] or [3, 32, 32].
+    pub image_shape: Vec<usize>,
+    /// MLP: hidden units; conv: units of the dense layer after the convolutions.
+    pub hidden: usize,
+    pub latent: usize,
+    /// Conv: channels of each stride-2 stage.
+    pub widths: Vec<usize>,
+    pub likelihood: Likelihood,
+}
+
+impl Default for VaeConfig {
+    /// pytorch/examples' VAE: MLP 784-400-20, Bernoulli decoder.
     fn default() -> Self {
-        MlpVaeConfig {
+        VaeConfig {
+            arch: Arch::Mlp,
             image_shape: vec![1, 28, 28],
             hidden: 400,
             latent: 20,
+            widths: vec![32, 64],
+            likelihood: Likelihood::Bernoulli,
         }
     }
 }
 
-/// Encoder x -> ReLU(fc1) -> (fc21 = mu, fc22 = log variance);
-/// decoder z -> ReLU(fc3) -> fc4 = Bernoulli logits of the pixels.
-pub struct MlpVae<T: Element = f32> {
-    pub fc1: Linear<T>,
-    pub fc21: Linear<T>,
-    pub fc22: Linear<T>,
-    pub fc3: Linear<T>,
-    pub fc4: Linear<T>,
-    pub config: MlpVaeConfig,
+impl VaeConfig {
+    /// The convolutional VAE for `image_shape` (28x28 gray, 32x32 RGB, ...).
+    pub fn conv(image_shape: &[usize], latent: usize) -> Self {
+        VaeConfig {
+            arch: Arch::Conv,
+            image_shape: image_shape.to_vec(),
+            hidden: 256,
+            latent,
+            ..Default::default()
+        }
+    }
 }
 
-impl<T: Element> MlpVae<T> {
+/// A VAE: network, likelihood and (for [`Likelihood::GaussianLearned`])
+/// the decoder's log-variance, a parameter named `decoder_log_var` [1].
+pub struct Vae<T: Element = f32> {
+    pub net: Box<dyn VaeNet<T>>,
+    pub config: VaeConfig,
+    pub decoder_log_var: Option<Var<T>>,
+}
+
+impl<T: Element> Vae<T> {
     /// PyTorch-initialised from `seed`.
-    pub fn new(config: MlpVaeConfig, seed: u64) -> Result<Self> {
+    pub fn new(config: VaeConfig, seed: u64) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let pixels: usize = config.image_shape.iter().product();
-        let (h, z) = (config.hidden, config.latent);
-        Ok(MlpVae {
-            fc1: Linear::new(pixels, h, true, &mut rng)?,
-            fc21: Linear::new(h, z, true, &mut rng)?,
-            fc22: Linear::new(h, z, true, &mut rng)?,
-            fc3: Linear::new(z, h, true, &mut rng)?,
-            fc4: Linear::new(h, pixels, true, &mut rng)?,
+        let (shape, h, z) = (&config.image_shape, config.hidden, config.latent);
+        if shape.is_empty() || shape.contains(&0) || h == 0 || z == 0 {
+            return Err(Error::Invalid {
+                op: "vae",
+                msg: format!("sizes must be positive: image {shape:?}, hidden {h}, latent {z}"),
+            });
+        }
+        let net: Box<dyn VaeNet<T>> = match config.arch {
+            Arch::Mlp => Box::new(MlpVae::new(shape, h, z, &mut rng)?),
+            Arch::Conv => Box::new(ConvVae::new(shape, &config.widths, h, z, &mut rng)?),
+        };
+        let decoder_log_var = match config.likelihood {
+            Likelihood::GaussianLearned => Some(Var::parameter(Tensor::zeros(&[1]))),
+            Likelihood::Gaussian { std } if !(std > 0.0 && std.is_finite()) => {
+                return Err(Error::Invalid {
+                    op: "vae",
+                    msg: format!("the Gaussian decoder's std must be positive, got {std}"),
+                })
+            }
+            _ => None,
+        };
+        Ok(Vae {
+            net,
             config,
+            decoder_log_var,
         })
     }
 
@@ -57,83 +150,140 @@ impl<T: Element> MlpVae<T> {
         self.config.latent
     }
 
+    pub fn image_shape(&self) -> &[usize] {
+        &self.config.image_shape
+    }
+
     /// [n, image..] -> (mu, logvar), each [n, latent].
     pub fn encode(&self, x: &Var<T>) -> Result<(Var<T>, Var<T>)> {
-        let n = x.shape()[0];
-        let pixels: usize = self.config.image_shape.iter().product();
-        let h = self.fc1.forward(&x.reshape(&[n, pixels])?)?.relu();
-        Ok((self.fc21.forward(&h)?, self.fc22.forward(&h)?))
+        self.net.encode(x)
     }
 
-    /// [n, latent] -> pixel logits [n, image..].
+    /// [n, latent] -> the decoder's output [n, image..] (logits or means).
     pub fn decode(&self, z: &Var<T>) -> Result<Var<T>> {
-        let n = z.shape()[0];
-        let logits = self.fc4.forward(&self.fc3.forward(z)?.relu())?;
-        let mut shape = vec![n];
-        shape.extend(&self.config.image_shape);
-        Ok(logits.reshape(&shape)?)
+        self.net.decode(z)
     }
-}
 
-impl<T: Element> Module<T> for MlpVae<T> {
-    /// The reconstruction logits through the posterior mean.
-    fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
-        let (mu, _) = self.encode(x).map_err(|e| deepgen_nn::Error::Invalid {
-            op: "vae",
-            msg: e.to_string(),
-        })?;
-        self.decode(&mu).map_err(|e| deepgen_nn::Error::Invalid {
-            op: "vae",
-            msg: e.to_string(),
+    /// The pixel means E[x|z] of a decoder output: sigmoid of the logits,
+    /// or the Gaussian means themselves.
+    pub fn mean(&self, decoded: &Var<T>) -> Var<T> {
+        match self.config.likelihood {
+            Likelihood::Bernoulli => decoded.sigmoid(),
+            _ => decoded.clone(),
+        }
+    }
+
+    /// -log p(x|z) per pixel, [n, image..], from the decoder output.
+    pub fn pixel_nll(&self, decoded: &Var<T>, x: &Var<T>) -> Result<Var<T>> {
+        use deepgen_nn::loss::{bce_with_logits, Reduction};
+        let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
+        Ok(match (self.config.likelihood, &self.decoder_log_var) {
+            (Likelihood::Bernoulli, _) => bce_with_logits(decoded, x, None, Reduction::None)?,
+            (Likelihood::Gaussian { std }, _) => {
+                // (x - mean)^2 / (2 std^2) + log std + log(2 pi) / 2
+                let c = std.ln() + half_log_2pi;
+                decoded
+                    .sub(x)?
+                    .square()
+                    .mul_scalar(T::of(0.5 / (std * std)))
+                    .add_scalar(T::of(c))
+            }
+            (Likelihood::GaussianLearned, Some(log_var)) => {
+                // ((x - mean)^2 exp(-log_var) + log_var + log(2 pi)) / 2
+                let inv = log_var.neg().exp();
+                decoded
+                    .sub(x)?
+                    .square()
+                    .mul(&inv)?
+                    .add(log_var)?
+                    .mul_scalar(T::of(0.5))
+                    .add_scalar(T::of(half_log_2pi))
+            }
+            (Likelihood::GaussianLearned, None) => {
+                return Err(Error::Invalid {
+                    op: "vae",
+                    msg: "a learned-variance decoder without its decoder_log_var".into(),
+                })
+            }
         })
     }
 
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        for (name, layer) in [
-            ("fc1", &self.fc1),
-            ("fc21", &self.fc21),
-            ("fc22", &self.fc22),
-            ("fc3", &self.fc3),
-            ("fc4", &self.fc4),
-        ] {
-            visit_child(name, layer, f);
-        }
+    /// Safetensors metadata describing this model (see [`CONFIG_KEY`]).
+    pub fn metadata(&self) -> HashMap<String, String> {
+        let json = serde_json::to_string(&self.config).expect("configs serialise");
+        HashMap::from([(CONFIG_KEY.to_string(), json)])
+    }
+
+    /// Writes the state dict with the config in the file's metadata.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let state = checkpoint::state_dict(self);
+        Ok(checkpoint::save_tensors(
+            path,
+            &state,
+            Some(self.metadata()),
+        )?)
     }
 }
 
-impl MlpVae {
-    /// A model shaped and filled from a state dict file (sizes read from
-    /// `fc1.weight` [hidden, pixels] and `fc21.weight` [latent, hidden];
-    /// 784 pixels are [1, 28, 28], 3072 are [3, 32, 32]).
-    pub fn from_checkpoint(path: &std::path::Path) -> Result<Self> {
-        let (tensors, _) = deepgen_nn::checkpoint::load_tensors(path)?;
-        let shape = |name: &str| {
-            tensors
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.shape())
-        };
-        let bad = |msg: String| crate::Error::Invalid {
+impl<T: Element> Module<T> for Vae<T> {
+    /// The pixel means of the reconstruction through the posterior mean.
+    fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
+        Ok(self.mean(&self.net.forward(x)?))
+    }
+
+    /// The network's names unprefixed (so an MLP VAE's state dict is
+    /// pytorch/examples'), then `decoder_log_var` when learned.
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        self.net.visit(f);
+        if let Some(v) = &self.decoder_log_var {
+            f("decoder_log_var", Slot::Parameter(v));
+        }
+    }
+
+    fn set_training(&self, training: bool) {
+        self.net.set_training(training);
+    }
+}
+
+impl Vae {
+    /// A model shaped by the config in the file's metadata and filled from
+    /// its tensors. A file without that metadata (e.g. saved from PyTorch's
+    /// pytorch/examples VAE) is taken as an MLP VAE with a Bernoulli
+    /// decoder, sized from `fc1.weight` [hidden, pixels] and `fc21.weight`
+    /// [latent, hidden]; 784 pixels are [1, 28, 28], 3072 are [3, 32, 32].
+    pub fn from_checkpoint(path: &Path) -> Result<Self> {
+        let (tensors, meta) = checkpoint::load_tensors(path)?;
+        let bad = |msg: String| Error::Invalid {
             op: "vae checkpoint",
             msg: format!("{}: {msg}", path.display()),
         };
-        let fc1 = shape("fc1.weight").ok_or_else(|| bad("no fc1.weight".into()))?;
-        let fc21 = shape("fc21.weight").ok_or_else(|| bad("no fc21.weight".into()))?;
-        let (hidden, pixels, latent) = (fc1[0], fc1[1], fc21[0]);
-        let image_shape = match pixels {
-            784 => vec![1, 28, 28],
-            3072 => vec![3, 32, 32],
-            p => return Err(bad(format!("{p} pixels is not a known image shape"))),
+        let config = match meta.get(CONFIG_KEY) {
+            Some(json) => serde_json::from_str::<VaeConfig>(json)
+                .map_err(|e| bad(format!("unreadable model config: {e}")))?,
+            None => {
+                let shape = |name: &str| {
+                    tensors
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, t)| t.shape())
+                        .ok_or_else(|| bad(format!("no {name} (and no model config)")))
+                };
+                let (fc1, fc21) = (shape("fc1.weight")?, shape("fc21.weight")?);
+                let image_shape = match fc1.get(1) {
+                    Some(784) => vec![1, 28, 28],
+                    Some(3072) => vec![3, 32, 32],
+                    p => return Err(bad(format!("{p:?} pixels is not a known image shape"))),
+                };
+                VaeConfig {
+                    image_shape,
+                    hidden: fc1[0],
+                    latent: fc21[0],
+                    ..Default::default()
+                }
+            }
         };
-        let model = MlpVae::new(
-            MlpVaeConfig {
-                image_shape,
-                hidden,
-                latent,
-            },
-            0,
-        )?;
-        deepgen_nn::checkpoint::load_entries(&model, path, tensors, true)?;
+        let model = Vae::new(config, 0)?;
+        checkpoint::load_entries(&model, path, tensors, true)?;
         Ok(model)
     }
 }

@@ -1,10 +1,10 @@
 //! The training objective (ELBO) and the importance-weighted evaluation bound.
 
 use deepgen_autograd::{no_grad, Element, Tensor, Var};
-use deepgen_nn::loss::{bce_with_logits, kl_normal_std, Reduction};
+use deepgen_nn::loss::{kl_normal_std, Reduction};
 use rand::Rng;
 
-use crate::{MlpVae, Result};
+use crate::{Result, Vae};
 
 /// The negative ELBO of a batch, per example: `loss = reconstruction + beta * kl`.
 pub struct Elbo<T: Element> {
@@ -16,14 +16,18 @@ pub struct Elbo<T: Element> {
     pub kl: f64,
 }
 
-/// The negative ELBO of images `x` (values in [0, 1], Bernoulli decoder) with
-/// reparameterisation noise `eps` [n, latent]: z = mu + exp(logvar / 2) eps.
-pub fn elbo<T: Element>(model: &MlpVae<T>, x: &Var<T>, eps: &Var<T>, beta: f64) -> Result<Elbo<T>> {
+/// The negative ELBO of images `x` (values in [0, 1] for a Bernoulli
+/// decoder) with reparameterisation noise `eps` [n, latent]:
+/// z = mu + exp(logvar / 2) eps.
+pub fn elbo<T: Element>(model: &Vae<T>, x: &Var<T>, eps: &Var<T>, beta: f64) -> Result<Elbo<T>> {
     let n = x.shape()[0] as f64;
     let (mu, logvar) = model.encode(x)?;
     let z = mu.add(&logvar.mul_scalar(T::of(0.5)).exp().mul(eps)?)?;
-    let logits = model.decode(&z)?;
-    let rec = bce_with_logits(&logits, x, None, Reduction::Sum)?.mul_scalar(T::of(1.0 / n));
+    let decoded = model.decode(&z)?;
+    let rec = model
+        .pixel_nll(&decoded, x)?
+        .sum(&[], false)?
+        .mul_scalar(T::of(1.0 / n));
     let kl = kl_normal_std(&mu, &logvar, Reduction::Sum)?.mul_scalar(T::of(1.0 / n));
     let (reconstruction, kl_value) = (rec.item()?.as_f64(), kl.item()?.as_f64());
     let loss = rec.add(&kl.mul_scalar(T::of(beta)))?;
@@ -39,7 +43,7 @@ pub fn elbo<T: Element>(model: &MlpVae<T>, x: &Var<T>, eps: &Var<T>, beta: f64) 
 /// most the negative ELBO and tightens as k grows). Samples are drawn in
 /// chunks so memory stays bounded for large k.
 pub fn iwae_bound<T: Element, R: Rng + ?Sized>(
-    model: &MlpVae<T>,
+    model: &Vae<T>,
     x: &Tensor<T>,
     k: usize,
     rng: &mut R,
@@ -47,7 +51,7 @@ pub fn iwae_bound<T: Element, R: Rng + ?Sized>(
     no_grad(|| {
         let n = x.shape()[0];
         let latent = model.latent_dim();
-        let pixels: usize = model.config.image_shape.iter().product();
+        let pixels: usize = model.image_shape().iter().product();
         let xv = Var::constant(x.clone());
         let (mu, logvar) = model.encode(&xv)?;
         let (mu, logvar) = (mu.value().to_vec(), logvar.value().to_vec());
@@ -81,9 +85,10 @@ pub fn iwae_bound<T: Element, R: Rng + ?Sized>(
                 }
             }
             let zt = Var::constant(Tensor::from_vec(z, &[c * n, latent])?);
-            let logits = model.decode(&zt)?.reshape(&[c, n, pixels])?;
+            let decoded = model.decode(&zt)?.reshape(&[c, n, pixels])?;
             let target = Var::constant(xs.broadcast_to(&[c, n, pixels])?.contiguous());
-            let nll = bce_with_logits(&logits, &target, None, Reduction::None)?
+            let nll = model
+                .pixel_nll(&decoded, &target)?
                 .sum(&[2], false)?
                 .value()
                 .to_vec();

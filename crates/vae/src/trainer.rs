@@ -17,10 +17,10 @@ use deepgen_optim::{Adam, AdamConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::{elbo, Error, MlpVae, Result};
+use crate::{elbo, Error, Result, Vae};
 
 /// Training settings (pytorch/examples' defaults: Adam 1e-3, batch 128).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
@@ -82,7 +82,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// Mean negative ELBO, reconstruction and KL over a data set (one posterior
 /// sample per image, from a fixed seed so epochs compare).
 pub fn evaluate(
-    model: &MlpVae,
+    model: &Vae,
     data: Arc<dyn Dataset>,
     batch_size: usize,
     seed: u64,
@@ -113,24 +113,25 @@ pub fn evaluate(
 
 /// Trains `model` in place; calls `on_epoch` after each epoch.
 pub fn train(
-    model: &MlpVae,
+    model: &Vae,
     data: Arc<dyn Dataset>,
     held_out: Option<Arc<dyn Dataset>>,
     config: &TrainConfig,
     mut on_epoch: impl FnMut(&EpochMetrics),
 ) -> Result<Vec<EpochMetrics>> {
-    if data.item_shape() != model.config.image_shape {
+    if data.item_shape() != model.image_shape() {
         return Err(Error::Invalid {
             op: "train_vae",
             msg: format!(
                 "images of shape {:?} for a model of {:?}",
                 data.item_shape(),
-                model.config.image_shape
+                model.image_shape()
             ),
         });
     }
     let out = &config.out_dir;
     std::fs::create_dir_all(out).map_err(io(out))?;
+    write_config(model, config, out)?;
     let mut opt = Adam::new(
         model.parameters(),
         AdamConfig {
@@ -225,6 +226,7 @@ pub fn train(
             images_per_second: seen_f / seconds,
         };
         write_metrics(out, &m)?;
+        plot_losses(out)?;
         if config.images {
             write_grids(model, &fixed_z, held_out.as_ref().unwrap_or(&data), out)?;
         }
@@ -233,6 +235,53 @@ pub fn train(
         history.push(m);
     }
     Ok(history)
+}
+
+/// config.json: the model's config and the training settings, for people
+/// and scripts (checkpoints carry the model config in their metadata too).
+fn write_config(model: &Vae, config: &TrainConfig, out: &Path) -> Result<()> {
+    let json = serde_json::json!({ "model": model.config, "training": config });
+    let text = serde_json::to_string_pretty(&json).expect("configs serialise");
+    Ok(checkpoint::write_atomic(
+        &out.join("config.json"),
+        text.as_bytes(),
+    )?)
+}
+
+/// loss.png: training and held-out loss per epoch, read back from
+/// metrics.csv so a resumed run's curve includes the earlier epochs.
+fn plot_losses(out: &Path) -> Result<()> {
+    use deepgen_data::plot::{line_chart, Series};
+    let path = out.join("metrics.csv");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let (mut train, mut held) = (Vec::new(), Vec::new());
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        let num = |i: usize| cols.get(i).and_then(|c| c.parse::<f64>().ok());
+        if let (Some(epoch), Some(loss)) = (num(0), num(1)) {
+            train.push((epoch, loss));
+            if let Some(h) = num(4) {
+                held.push((epoch, h));
+            }
+        }
+    }
+    let mut series = vec![Series {
+        name: "train",
+        points: train,
+    }];
+    if !held.is_empty() {
+        series.push(Series {
+            name: "held-out",
+            points: held,
+        });
+    }
+    Ok(line_chart(
+        &out.join("loss.png"),
+        "negative ELBO",
+        "epoch",
+        "nats per example",
+        &series,
+    )?)
 }
 
 fn write_metrics(out: &Path, m: &EpochMetrics) -> Result<()> {
@@ -268,18 +317,14 @@ fn write_metrics(out: &Path, m: &EpochMetrics) -> Result<()> {
 /// samples.png: decoded fixed latent points; reconstructions.png: rows of
 /// 8 images with their reconstructions beneath.
 fn write_grids(
-    model: &MlpVae,
+    model: &Vae,
     fixed_z: &Tensor<f32>,
     data: &Arc<dyn Dataset>,
     out: &Path,
 ) -> Result<()> {
     no_grad(|| -> Result<()> {
-        let samples = model.decode(&Var::constant(fixed_z.clone()))?.sigmoid();
-        save_grid(
-            &out.join("samples.png"),
-            &samples.value(),
-            GridOptions::default(),
-        )?;
+        let samples = crate::generate::decode_means(model, fixed_z.clone())?;
+        save_grid(&out.join("samples.png"), &samples, GridOptions::default())?;
         let loader = DataLoader::new(
             data.clone(),
             LoaderConfig {
@@ -302,13 +347,13 @@ fn write_grids(
 /// model.safetensors, optimizer.safetensors, and trainer.safetensors (epochs
 /// done and the noise generator's position), each written atomically.
 fn save_checkpoint(
-    model: &MlpVae,
+    model: &Vae,
     opt: &Adam<f32>,
     rng: &ChaCha8Rng,
     epochs_done: usize,
     out: &Path,
 ) -> Result<()> {
-    checkpoint::save(model, &out.join("model.safetensors"))?;
+    model.save(&out.join("model.safetensors"))?;
     let state: Vec<(String, TensorData)> = opt
         .state_dict()
         .into_iter()
@@ -339,7 +384,7 @@ fn save_checkpoint(
 
 /// Loads a checkpoint written by [`train`] into the model, optimizer and
 /// generator; returns the number of epochs already done.
-fn resume(model: &MlpVae, opt: &mut Adam<f32>, rng: &mut ChaCha8Rng, out: &Path) -> Result<usize> {
+fn resume(model: &Vae, opt: &mut Adam<f32>, rng: &mut ChaCha8Rng, out: &Path) -> Result<usize> {
     checkpoint::load(model, &out.join("model.safetensors"), true)?;
     let (state, _) = checkpoint::load_tensors(&out.join("optimizer.safetensors"))?;
     let state: Vec<(String, Tensor<f64>)> = state

@@ -7,7 +7,7 @@ use deepgen_autograd::Tensor;
 use deepgen_data::{synthetic, Dataset, Subset};
 use deepgen_nn::Module;
 use deepgen_vae::trainer::{evaluate, train, TrainConfig};
-use deepgen_vae::{iwae_bound, Error, MlpVae, MlpVaeConfig};
+use deepgen_vae::{iwae_bound, Error, Vae, VaeConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -32,8 +32,8 @@ fn config(dir: &str, epochs: usize) -> TrainConfig {
     }
 }
 
-fn small() -> MlpVaeConfig {
-    MlpVaeConfig {
+fn small() -> VaeConfig {
+    VaeConfig {
         hidden: 200,
         latent: 10,
         ..Default::default()
@@ -43,7 +43,7 @@ fn small() -> MlpVaeConfig {
 #[test]
 fn training_on_synthetic_digits_brings_the_held_out_loss_down() {
     let (train_set, held) = digits(2400);
-    let model = MlpVae::new(small(), 1).unwrap();
+    let model = Vae::new(small(), 1).unwrap();
     let before = evaluate(&model, held.clone(), 200, 0).unwrap().0;
     let cfg = config("learn", 4); // 4 x 32 = 128 steps
     let history = train(&model, train_set, Some(held), &cfg, |_| {}).unwrap();
@@ -55,6 +55,8 @@ fn training_on_synthetic_digits_brings_the_held_out_loss_down() {
     );
     for f in [
         "metrics.csv",
+        "loss.png",
+        "config.json",
         "samples.png",
         "reconstructions.png",
         "model.safetensors",
@@ -77,7 +79,7 @@ fn training_on_synthetic_digits_brings_the_held_out_loss_down() {
 #[test]
 fn the_iwae_bound_is_at_most_the_negative_elbo() {
     let (train_set, held) = digits(1200);
-    let model = MlpVae::new(small(), 2).unwrap();
+    let model = Vae::new(small(), 2).unwrap();
     train(&model, train_set, None, &config("iwae", 2), |_| {}).unwrap();
     let elbo = evaluate(&model, held.clone(), 200, 3).unwrap().0;
     let mut x = vec![0.0; held.len() * 784];
@@ -106,11 +108,15 @@ fn the_iwae_bound_is_at_most_the_negative_elbo() {
 #[test]
 fn a_nan_loss_stops_training_and_keeps_the_last_checkpoint() {
     let (train_set, _) = digits(600);
-    let model = MlpVae::new(small(), 3).unwrap();
+    let model = Vae::new(small(), 3).unwrap();
     let cfg = config("nan", 1);
     train(&model, train_set.clone(), None, &cfg, |_| {}).unwrap();
     let saved = std::fs::read(cfg.out_dir.join("model.safetensors")).unwrap();
-    let w = &model.fc4.weight;
+    let (_, w) = model
+        .named_parameters()
+        .into_iter()
+        .find(|(n, _)| n == "fc4.weight")
+        .unwrap();
     w.set_value(deepgen_kernels::map(&w.value(), |_| f32::NAN))
         .unwrap();
     let err = train(&model, train_set, None, &cfg, |_| {}).unwrap_err();
@@ -134,7 +140,7 @@ fn a_nan_loss_stops_training_and_keeps_the_last_checkpoint() {
 
 #[test]
 fn state_dict_names_are_those_of_pytorch_examples_vae() {
-    let model: MlpVae = MlpVae::new(MlpVaeConfig::default(), 0).unwrap();
+    let model: Vae = Vae::new(VaeConfig::default(), 0).unwrap();
     let names: Vec<(String, Vec<usize>)> = model
         .named_parameters()
         .into_iter()
@@ -158,7 +164,7 @@ fn state_dict_names_are_those_of_pytorch_examples_vae() {
 #[test]
 fn a_resumed_run_equals_an_uninterrupted_one() {
     let (train_set, held) = digits(600);
-    let straight = MlpVae::new(small(), 5).unwrap();
+    let straight = Vae::new(small(), 5).unwrap();
     let full = train(
         &straight,
         train_set.clone(),
@@ -169,10 +175,10 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     .unwrap();
 
     let cfg = config("resumed", 1);
-    let first = MlpVae::new(small(), 5).unwrap();
+    let first = Vae::new(small(), 5).unwrap();
     train(&first, train_set.clone(), Some(held.clone()), &cfg, |_| {}).unwrap();
     // A fresh process would build a fresh model; resume fills it from disk.
-    let resumed = MlpVae::new(small(), 99).unwrap();
+    let resumed = Vae::new(small(), 99).unwrap();
     let rest = train(
         &resumed,
         train_set,
@@ -192,7 +198,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
             (b.epoch, b.train_loss, b.held_out)
         );
     }
-    let values = |m: &MlpVae| {
+    let values = |m: &Vae| {
         m.parameters()
             .iter()
             .map(|p| p.value().to_vec())

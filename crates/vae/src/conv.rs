@@ -1,0 +1,124 @@
+use rand::Rng;
+
+use deepgen_autograd::{Element, Var};
+use deepgen_nn::module::visit_child;
+use deepgen_nn::{
+    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Flatten, Linear, Module, Relu,
+    Sequential, Slot, Unflatten,
+};
+
+use crate::model::VaeNet;
+use crate::{Error, Result};
+
+/// A convolutional VAE for [c, h, w] images (h and w divisible by
+/// 2^stages): each stage halves the size with a 4x4 stride-2 convolution.
+///
+/// encoder: (Conv k4 s2 p1, ReLU) per width -> Flatten -> Linear(hidden), ReLU;
+/// fc_mu, fc_logvar: hidden -> latent;
+/// decoder: Linear(latent -> hidden), ReLU -> Linear(-> last width x h' x w'),
+/// ReLU -> Unflatten -> (ConvTranspose k4 s2 p1, ReLU) per width in reverse
+/// -> ConvTranspose k4 s2 p1 to c channels (Bernoulli logits or Gaussian means).
+pub struct ConvVae<T: Element = f32> {
+    pub encoder: Sequential<T>,
+    pub fc_mu: Linear<T>,
+    pub fc_logvar: Linear<T>,
+    pub decoder: Sequential<T>,
+}
+
+impl<T: Element> ConvVae<T> {
+    /// `widths`: channels of the encoder's stages, e.g. [32, 64] for 28x28
+    /// (-> 7x7) and 32x32 (-> 8x8).
+    pub fn new<R: Rng + ?Sized>(
+        image_shape: &[usize],
+        widths: &[usize],
+        hidden: usize,
+        latent: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let &[c, h, w] = image_shape else {
+            return Err(Error::Invalid {
+                op: "conv vae",
+                msg: format!("needs [channels, height, width] images, got {image_shape:?}"),
+            });
+        };
+        let scale = 1usize << widths.len();
+        if widths.is_empty() || h % scale != 0 || w % scale != 0 || widths.contains(&0) {
+            return Err(Error::Invalid {
+                op: "conv vae",
+                msg: format!(
+                    "{h}x{w} images need sides divisible by 2^{} for widths {widths:?}",
+                    widths.len()
+                ),
+            });
+        }
+        let down = Conv2dConfig {
+            stride: 2,
+            padding: 1,
+            ..Default::default()
+        };
+        let up = ConvTranspose2dConfig {
+            stride: 2,
+            padding: 1,
+            ..Default::default()
+        };
+        let (hs, ws, last) = (h / scale, w / scale, widths[widths.len() - 1]);
+        let mut encoder = Sequential::new();
+        let mut inputs = c;
+        for &width in widths {
+            encoder = encoder
+                .add(Conv2d::new(inputs, width, 4, down, rng)?)
+                .add(Relu);
+            inputs = width;
+        }
+        let encoder = encoder
+            .add(Flatten::default())
+            .add(Linear::new(last * hs * ws, hidden, true, rng)?)
+            .add(Relu);
+        let fc_mu = Linear::new(hidden, latent, true, rng)?;
+        let fc_logvar = Linear::new(hidden, latent, true, rng)?;
+        let mut decoder = Sequential::new()
+            .add(Linear::new(latent, hidden, true, rng)?)
+            .add(Relu)
+            .add(Linear::new(hidden, last * hs * ws, true, rng)?)
+            .add(Relu)
+            .add(Unflatten::new(1, &[last, hs, ws]));
+        for (i, &width) in widths.iter().enumerate().rev() {
+            let outputs = if i == 0 { c } else { widths[i - 1] };
+            decoder = decoder.add(ConvTranspose2d::new(width, outputs, 4, up, rng)?);
+            if i > 0 {
+                decoder = decoder.add(Relu);
+            }
+        }
+        Ok(ConvVae {
+            encoder,
+            fc_mu,
+            fc_logvar,
+            decoder,
+        })
+    }
+}
+
+impl<T: Element> VaeNet<T> for ConvVae<T> {
+    fn encode(&self, x: &Var<T>) -> Result<(Var<T>, Var<T>)> {
+        let h = self.encoder.forward(x)?;
+        Ok((self.fc_mu.forward(&h)?, self.fc_logvar.forward(&h)?))
+    }
+
+    fn decode(&self, z: &Var<T>) -> Result<Var<T>> {
+        Ok(self.decoder.forward(z)?)
+    }
+}
+
+impl<T: Element> Module<T> for ConvVae<T> {
+    /// The decoder's output through the posterior mean.
+    fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
+        crate::model::forward_through_mean(self, x)
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        visit_child("encoder", &self.encoder, f);
+        visit_child("fc_mu", &self.fc_mu, f);
+        visit_child("fc_logvar", &self.fc_logvar, f);
+        visit_child("decoder", &self.decoder, f);
+    }
+}

@@ -1,0 +1,79 @@
+use rand::Rng;
+
+use deepgen_autograd::{Element, Var};
+use deepgen_nn::module::visit_child;
+use deepgen_nn::{Linear, Module, Slot};
+
+use crate::model::VaeNet;
+use crate::Result;
+
+/// Encoder x -> ReLU(fc1) -> (fc21 = mu, fc22 = log variance);
+/// decoder z -> ReLU(fc3) -> fc4 = the pixels' Bernoulli logits or Gaussian
+/// means. pytorch/examples' VAE, names and shapes included.
+pub struct MlpVae<T: Element = f32> {
+    pub fc1: Linear<T>,
+    pub fc21: Linear<T>,
+    pub fc22: Linear<T>,
+    pub fc3: Linear<T>,
+    pub fc4: Linear<T>,
+    image_shape: Vec<usize>,
+}
+
+impl<T: Element> MlpVae<T> {
+    /// PyTorch-initialised from `rng`: images of `image_shape`, `hidden`
+    /// units, `latent` dimensions.
+    pub fn new<R: Rng + ?Sized>(
+        image_shape: &[usize],
+        hidden: usize,
+        latent: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let pixels: usize = image_shape.iter().product();
+        let (h, z) = (hidden, latent);
+        let rng = &mut *rng;
+        Ok(MlpVae {
+            fc1: Linear::new(pixels, h, true, rng)?,
+            fc21: Linear::new(h, z, true, rng)?,
+            fc22: Linear::new(h, z, true, rng)?,
+            fc3: Linear::new(z, h, true, rng)?,
+            fc4: Linear::new(h, pixels, true, rng)?,
+            image_shape: image_shape.to_vec(),
+        })
+    }
+}
+
+impl<T: Element> VaeNet<T> for MlpVae<T> {
+    fn encode(&self, x: &Var<T>) -> Result<(Var<T>, Var<T>)> {
+        let n = x.shape()[0];
+        let pixels: usize = self.image_shape.iter().product();
+        let h = self.fc1.forward(&x.reshape(&[n, pixels])?)?.relu();
+        Ok((self.fc21.forward(&h)?, self.fc22.forward(&h)?))
+    }
+
+    fn decode(&self, z: &Var<T>) -> Result<Var<T>> {
+        let n = z.shape()[0];
+        let out = self.fc4.forward(&self.fc3.forward(z)?.relu())?;
+        let mut shape = vec![n];
+        shape.extend(&self.image_shape);
+        Ok(out.reshape(&shape)?)
+    }
+}
+
+impl<T: Element> Module<T> for MlpVae<T> {
+    /// The decoder's output through the posterior mean.
+    fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
+        crate::model::forward_through_mean(self, x)
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        for (name, layer) in [
+            ("fc1", &self.fc1),
+            ("fc21", &self.fc21),
+            ("fc22", &self.fc22),
+            ("fc3", &self.fc3),
+            ("fc4", &self.fc4),
+        ] {
+            visit_child(name, layer, f);
+        }
+    }
+}
