@@ -7,6 +7,7 @@
 
 pub mod classifier;
 pub mod datasets;
+pub mod quality;
 
 /// Errors the CLI reports (each wraps the failing layer's error).
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,12 @@ pub enum Error {
         epoch: usize,
         batch: usize,
     },
+}
+
+impl From<deepgen_autograd::TensorError> for Error {
+    fn from(e: deepgen_autograd::TensorError) -> Self {
+        Error::Autograd(e.into())
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

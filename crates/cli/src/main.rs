@@ -195,6 +195,20 @@ enum Eval {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Image quality of generated digits, judged by a classifier from
+    /// `train classifier`: Fréchet distance of its features between the
+    /// samples and the held-out images, and the histogram of predicted
+    /// classes with its entropy.
+    Gan {
+        #[command(flatten)]
+        data: DataArgs,
+        /// A classifier.safetensors written by `train classifier`
+        #[arg(long)]
+        classifier: PathBuf,
+        /// Generated images: .idx (8-bit) or .safetensors (float "images")
+        #[arg(long)]
+        samples: PathBuf,
+    },
     /// Accuracy of a classifier checkpoint on the held-out images.
     Classifier {
         #[command(flatten)]
@@ -495,6 +509,38 @@ fn run(cli: Cli) -> Result<()> {
                 deepgen_vae::generate::interpolate(&model, &a, &b, steps).map_err(vae_err)?;
             deepgen_vae::generate::write_images(&out, &images, steps).map_err(vae_err)?;
             println!("wrote {}", out.display());
+        }
+        Command::Eval(Eval::Gan {
+            data,
+            classifier,
+            samples,
+        }) => {
+            let (train, held) = split(&data)?;
+            let reference = held.unwrap_or(train);
+            let model = classifier::load(&classifier)?;
+            let generated = deepgen_cli::quality::read_samples(&samples)?;
+            let loader = deepgen_data::DataLoader::new(
+                reference.clone(),
+                deepgen_data::LoaderConfig {
+                    shuffle: false,
+                    ..Default::default()
+                },
+            )?;
+            let real = loader.batch((0..reference.len()).collect())?.images;
+            let q = deepgen_cli::quality::judge(&model, &generated, &real)?;
+            println!(
+                "{} samples vs {} reference images: Fréchet distance (classifier features) {:.3} (two halves of the reference: {:.3})",
+                generated.shape()[0],
+                reference.len(),
+                q.frechet,
+                q.reference_floor
+            );
+            println!(
+                "predicted classes {:?}, entropy {:.3} nats (uniform: {:.3})",
+                q.histogram,
+                q.entropy,
+                (q.histogram.len() as f64).ln()
+            );
         }
         Command::Eval(Eval::Classifier { data, checkpoint }) => {
             let (train, held) = split(&data)?;

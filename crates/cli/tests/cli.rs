@@ -71,6 +71,57 @@ fn a_short_classifier_run_trains_saves_and_evaluates() {
         pct > 60.0,
         "two short epochs on synthetic digits should learn: {text}"
     );
+
+    // The classifier judges samples: real held-out digits written as IDX
+    // against the same reference score near the floor and cover the classes.
+    let samples = out.join("real.safetensors");
+    let real = {
+        let data = deepgen_data::synthetic::digits(1200, 0).unwrap();
+        let mut x = vec![0.0f32; 200 * 784];
+        deepgen_data::Dataset::gather(
+            &data,
+            &(1000..1200).collect::<Vec<_>>(),
+            deepgen_data::Scale::MinusOneOne,
+            &mut x,
+        )
+        .unwrap();
+        deepgen_autograd::Tensor::from_vec(x, &[200, 1, 28, 28]).unwrap()
+    };
+    deepgen_nn::checkpoint::save_tensors(
+        &samples,
+        &[(
+            "images".to_string(),
+            deepgen_nn::checkpoint::TensorData::F32(real),
+        )],
+        None,
+    )
+    .unwrap();
+    let judge = deepgen()
+        .args(["eval", "gan", "--synthetic-size", "1200", "--classifier"])
+        .arg(&ckpt)
+        .arg("--samples")
+        .arg(&samples)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&judge.stdout);
+    assert!(
+        judge.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&judge.stderr)
+    );
+    let number_after = |key: &str| -> f64 {
+        let rest = &text[text.find(key).unwrap() + key.len()..];
+        rest.split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches([')', ','])
+            .parse()
+            .unwrap()
+    };
+    let (fd, floor) = (number_after("features)"), number_after("reference:"));
+    // The samples are the reference images themselves (scaled to [-1, 1]).
+    assert!(fd < 1e-3 * floor && floor > 0.0, "{text}");
+    assert!(number_after("entropy") > 1.5, "{text}");
 }
 
 #[test]

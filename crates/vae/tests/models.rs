@@ -174,11 +174,15 @@ fn gaussian_decoders_give_the_gaussian_log_likelihood() {
         .sum();
     assert!((nll.value().to_vec().iter().sum::<f64>() - want).abs() < 1e-12);
     // d/d log_var of 0.5 (d^2 exp(-v) + v) = 0.5 (1 - d^2 exp(-v)) per pixel.
-    let g = deepgen_autograd::grad(&[nll.sum_all().unwrap()], &[log_var.clone()], false)
-        .unwrap()
-        .remove(0)
-        .value()
-        .to_vec()[0];
+    let g = deepgen_autograd::grad(
+        &[nll.sum_all().unwrap()],
+        std::slice::from_ref(&log_var),
+        false,
+    )
+    .unwrap()
+    .remove(0)
+    .value()
+    .to_vec()[0];
     let want_g: f64 = [0.1f64, 0.0, -0.3, -0.25]
         .iter()
         .map(|d| 0.5 * (1.0 - d * d * 1f64.exp()))
