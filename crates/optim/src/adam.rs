@@ -164,7 +164,7 @@ impl AdamConfig {
         // The same arithmetic for every element, in PyTorch's order; the
         // options are loop-invariant, so the zipped loop (no bounds checks)
         // vectorises.
-        let update = |p: &mut T, g: T, m: &mut T, v: &mut T, vmax: Option<&mut T>| {
+        let update = move |p: &mut T, g: T, m: &mut T, v: &mut T, vmax: Option<&mut T>| {
             let mut g = if maximize { -g } else { g };
             if let Some(shrink) = shrink {
                 *p = *p * shrink;
@@ -205,24 +205,8 @@ impl AdamConfig {
             .zip(vmax)
             .collect();
         par::for_each_chunk(&mut parts, 1, |_, part| {
-            let [(((p, g), (m, v)), vmax)] = part else {
-                return;
-            };
-            let moments = p
-                .iter_mut()
-                .zip(g.iter())
-                .zip(m.iter_mut().zip(v.iter_mut()));
-            match vmax {
-                Some(vmax) => {
-                    for (((p, &g), (m, v)), vm) in moments.zip(vmax.iter_mut()) {
-                        update(p, g, m, v, Some(vm));
-                    }
-                }
-                None => {
-                    for ((p, &g), (m, v)) in moments {
-                        update(p, g, m, v, None);
-                    }
-                }
+            for (((p, g), (m, v)), vmax) in part {
+                update_chunk(p, g, m, v, vmax.as_deref_mut(), &update);
             }
         });
     }
@@ -363,6 +347,32 @@ impl<T: Element> UpdateRule<T> for AdamWConfig {
 
     fn load_state(&self, shape: &[usize], r: &mut StateReader) -> Result<Option<AdamState<T>>> {
         load_adam_state(self.amsgrad, shape, r)
+    }
+}
+
+/// Applies `update` to one chunk. A function of its own so the slices
+/// arrive as separate `&mut` arguments, which the compiler knows do not
+/// alias, and the loop vectorises (through `&mut &mut [T]` it did not).
+fn update_chunk<T: Element>(
+    p: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    vmax: Option<&mut [T]>,
+    update: &impl Fn(&mut T, T, &mut T, &mut T, Option<&mut T>),
+) {
+    let moments = p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut()));
+    match vmax {
+        Some(vmax) => {
+            for (((p, &g), (m, v)), vm) in moments.zip(vmax) {
+                update(p, g, m, v, Some(vm));
+            }
+        }
+        None => {
+            for ((p, &g), (m, v)) in moments {
+                update(p, g, m, v, None);
+            }
+        }
     }
 }
 
