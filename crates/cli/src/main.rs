@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use deepgen_cli::{classifier, datasets, Result};
 use deepgen_nn::Module;
 
+mod gan_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "deepgen",
@@ -34,11 +36,15 @@ enum Command {
     /// Evaluate a model.
     #[command(subcommand)]
     Eval(Eval),
-    /// Draw images from a trained VAE's prior: a PNG grid, or raw samples
-    /// as .safetensors or .idx for other tools.
+    /// Draw images from a trained VAE's prior or a GAN's generator: a PNG
+    /// grid, or raw samples as .safetensors or .idx for other tools.
     Sample {
+        /// A VAE's model.safetensors or a GAN's generator(_ema).safetensors
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Conditional GAN: the class to draw (default: cycling over classes)
+        #[arg(long)]
+        label: Option<usize>,
         #[arg(long, default_value_t = 64)]
         n: usize,
         /// For a 2-D latent: a SIDE x SIDE grid over the prior's quantiles
@@ -162,6 +168,8 @@ enum Train {
         #[arg(long, default_value = "runs/vae")]
         out: PathBuf,
     },
+    /// A GAN: DCGAN (default) or MLP, with the loss of your choice.
+    Gan(gan_cmd::TrainGan),
     /// The LeNet-style digit classifier (cross entropy, Adam).
     Classifier {
         #[command(flatten)]
@@ -206,9 +214,21 @@ enum Eval {
         #[arg(long)]
         classifier: PathBuf,
         /// Generated images: .idx (8-bit) or .safetensors (float "images")
-        #[arg(long)]
-        samples: PathBuf,
+        #[arg(long, required_unless_present = "checkpoint")]
+        samples: Option<PathBuf>,
+        /// Or a generator checkpoint to draw --n samples from
+        #[arg(long, conflicts_with = "samples")]
+        checkpoint: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
+    /// The 2-D mode-coverage benchmark (VEEGAN): trains the MLP GAN on
+    /// ring8 or grid25 for each seed and reports modes covered and the
+    /// share of high-quality samples.
+    #[command(name = "gan-2d")]
+    Gan2d(gan_cmd::EvalGan2d),
     /// Accuracy of a classifier checkpoint on the held-out images.
     Classifier {
         #[command(flatten)]
@@ -420,11 +440,41 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sample {
             checkpoint,
+            label,
+            n,
+            manifold,
+            out,
+            seed,
+        } if gan_cmd::is_gan_checkpoint(&checkpoint)? => {
+            if manifold.is_some() {
+                return Err(deepgen_cli::Error::Usage(
+                    "--manifold is for VAEs with a 2-D latent".into(),
+                ));
+            }
+            let g = gan_cmd::load_generator(&checkpoint)?;
+            let images = gan_cmd::sample(g.as_ref(), n, label, seed)?;
+            if images.rank() != 4 {
+                return Err(deepgen_cli::Error::Usage(format!(
+                    "{} generates points, not images; see `deepgen eval gan-2d`",
+                    checkpoint.display()
+                )));
+            }
+            deepgen_vae::generate::write_images(&out, &images, 8).map_err(vae_err)?;
+            println!("wrote {n} samples to {}", out.display());
+        }
+        Command::Sample {
+            checkpoint,
+            label,
             n,
             manifold,
             out,
             seed,
         } => {
+            if label.is_some() {
+                return Err(deepgen_cli::Error::Usage(
+                    "--label is for class-conditional GANs".into(),
+                ));
+            }
             let model = deepgen_vae::Vae::from_checkpoint(&checkpoint).map_err(vae_err)?;
             let (images, nrow) = match manifold {
                 Some(side) => (
@@ -510,15 +560,27 @@ fn run(cli: Cli) -> Result<()> {
             deepgen_vae::generate::write_images(&out, &images, steps).map_err(vae_err)?;
             println!("wrote {}", out.display());
         }
+        Command::Train(Train::Gan(args)) => gan_cmd::train(args)?,
+        Command::Eval(Eval::Gan2d(args)) => gan_cmd::eval_2d(args)?,
         Command::Eval(Eval::Gan {
             data,
             classifier,
             samples,
+            checkpoint,
+            n,
+            seed,
         }) => {
             let (train, held) = split(&data)?;
             let reference = held.unwrap_or(train);
             let model = classifier::load(&classifier)?;
-            let generated = deepgen_cli::quality::read_samples(&samples)?;
+            let generated = match (&samples, &checkpoint) {
+                (Some(path), _) => deepgen_cli::quality::read_samples(path)?,
+                (None, Some(path)) => {
+                    let g = gan_cmd::load_generator(path)?;
+                    gan_cmd::sample(g.as_ref(), n, None, seed)?
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
             let loader = deepgen_data::DataLoader::new(
                 reference.clone(),
                 deepgen_data::LoaderConfig {

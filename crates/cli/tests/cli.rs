@@ -437,3 +437,109 @@ fn init_starts_from_a_vae_trained_in_pytorch() {
     );
     assert!(stdout.contains("epoch 1:"), "{stdout}");
 }
+
+#[test]
+fn a_short_gan_run_trains_samples_resumes_and_is_judged() {
+    let out = tmp("gan");
+    let args = [
+        "train",
+        "gan",
+        "--synthetic-size",
+        "300",
+        "--epochs",
+        "1",
+        "--width",
+        "8",
+        "--latent",
+        "16",
+        "--conditional",
+        "--ema",
+        "0.9",
+    ];
+    let stdout = run_ok(&args, &out);
+    assert!(stdout.contains("epoch 1: D "), "{stdout}");
+    for f in ["samples.png", "samples_ema.png", "losses.png"] {
+        assert_eq!(&std::fs::read(out.join(f)).unwrap()[1..4], b"PNG", "{f}");
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    // The generator's state dict is named as PyTorch's nn.Sequential `net`.
+    let (g, _) = deepgen_nn::checkpoint::load_tensors(&out.join("generator.safetensors")).unwrap();
+    assert!(g.iter().any(|(n, _)| n == "net.1.running_mean"));
+    assert!(g.iter().any(|(n, _)| n == "embed.weight"));
+    // --resume continues to epoch 2.
+    let mut more = args.to_vec();
+    more[5] = "2";
+    more.push("--resume");
+    let stdout = run_ok(&more, &out);
+    assert!(
+        stdout.contains("epoch 2:") && !stdout.contains("epoch 1:"),
+        "{stdout}"
+    );
+    // Conditional sampling: all 3s, as IDX.
+    let idx = out.join("threes.idx");
+    let r = deepgen()
+        .args(["sample", "--n", "6", "--label", "3", "--checkpoint"])
+        .arg(out.join("generator_ema.safetensors"))
+        .arg("--out")
+        .arg(&idx)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read(&idx).unwrap().len(), 16 + 6 * 784);
+    let bad = deepgen()
+        .args(["sample", "--label", "12", "--checkpoint"])
+        .arg(out.join("generator.safetensors"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--label 12"));
+    // A mismatched --init is refused, naming the tensor.
+    let bad = deepgen()
+        .args([
+            "train",
+            "gan",
+            "--synthetic-size",
+            "300",
+            "--width",
+            "4",
+            "--init",
+        ])
+        .arg(format!(
+            "{},{}",
+            out.join("generator.safetensors").display(),
+            out.join("discriminator.safetensors").display()
+        ))
+        .arg("--out")
+        .arg(out.join("bad"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("net.0.weight"));
+}
+
+#[test]
+fn the_2d_benchmark_reports_coverage_and_plots_each_seed() {
+    let out = tmp("gan2d");
+    let stdout = run_ok(
+        &[
+            "eval",
+            "gan-2d",
+            "--dataset",
+            "ring8",
+            "--seeds",
+            "1",
+            "--steps",
+            "300",
+        ],
+        &out,
+    );
+    assert!(
+        stdout.contains("| 0 |") && stdout.contains("mean over 1 seeds"),
+        "{stdout}"
+    );
+    assert_eq!(
+        &std::fs::read(out.join("ring8-seed0.png")).unwrap()[1..4],
+        b"PNG"
+    );
+}

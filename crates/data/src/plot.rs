@@ -156,6 +156,39 @@ pub fn scatter_chart(path: &Path, title: &str, series: &[Series]) -> Result<()> 
     chart(path, title, ("", ""), series, false)
 }
 
+/// A line chart of columns of a CSV file with a header row (the
+/// trainers' metrics.csv) against its first column: `columns` are
+/// (header name, legend label). Rows whose value does not parse (an empty
+/// held-out cell) are skipped; columns absent from the file are left out.
+pub fn metrics_chart(
+    csv: &Path,
+    png: &Path,
+    title: &str,
+    y_label: &str,
+    columns: &[(&str, &str)],
+) -> Result<()> {
+    let text = std::fs::read_to_string(csv).map_err(|source| Error::Io {
+        path: csv.to_path_buf(),
+        source,
+    })?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let x_label = header.first().copied().unwrap_or("");
+    let series: Vec<Series> = columns
+        .iter()
+        .filter_map(|&(column, name)| {
+            let j = header.iter().position(|h| *h == column)?;
+            let points = rows
+                .iter()
+                .filter_map(|r| Some((r.first()?.parse().ok()?, r.get(j)?.parse().ok()?)))
+                .collect();
+            Some(Series { name, points })
+        })
+        .collect();
+    line_chart(png, title, x_label, y_label, &series)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +229,29 @@ mod tests {
                 .count()
                 > 200
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn metrics_chart_reads_named_columns() {
+        let dir = std::env::temp_dir().join(format!("deepgen-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("metrics.csv");
+        std::fs::write(&csv, "epoch,d_loss,g_loss,held\n1,1.2,0.7,\n2,1.1,0.9,\n").unwrap();
+        let png = dir.join("losses.png");
+        metrics_chart(
+            &csv,
+            &png,
+            "GAN",
+            "loss",
+            &[("d_loss", "D"), ("g_loss", "G"), ("nope", "x")],
+        )
+        .unwrap();
+        let (_, _, px) = read_rgb(&png);
+        let has = |c: RGBColor| px.chunks_exact(3).filter(|p| p == &[c.0, c.1, c.2]).count();
+        assert!(has(COLOURS[0]) > 100 && has(COLOURS[1]) > 100);
+        // Only empty cells: no finite points, refused.
+        assert!(metrics_chart(&csv, &png, "t", "y", &[("held", "h")]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -226,7 +226,14 @@ pub fn train(
             images_per_second: seen_f / seconds,
         };
         write_metrics(out, &m)?;
-        plot_losses(out)?;
+        // From metrics.csv, so a resumed run's curve has the earlier epochs.
+        deepgen_data::plot::metrics_chart(
+            &out.join("metrics.csv"),
+            &out.join("loss.png"),
+            "negative ELBO",
+            "nats per example",
+            &[("train_loss", "train"), ("held_out_loss", "held-out")],
+        )?;
         if config.images {
             write_grids(model, &fixed_z, held_out.as_ref().unwrap_or(&data), out)?;
         }
@@ -245,42 +252,6 @@ fn write_config(model: &Vae, config: &TrainConfig, out: &Path) -> Result<()> {
     Ok(checkpoint::write_atomic(
         &out.join("config.json"),
         text.as_bytes(),
-    )?)
-}
-
-/// loss.png: training and held-out loss per epoch, read back from
-/// metrics.csv so a resumed run's curve includes the earlier epochs.
-fn plot_losses(out: &Path) -> Result<()> {
-    use deepgen_data::plot::{line_chart, Series};
-    let path = out.join("metrics.csv");
-    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let (mut train, mut held) = (Vec::new(), Vec::new());
-    for line in text.lines().skip(1) {
-        let cols: Vec<&str> = line.split(',').collect();
-        let num = |i: usize| cols.get(i).and_then(|c| c.parse::<f64>().ok());
-        if let (Some(epoch), Some(loss)) = (num(0), num(1)) {
-            train.push((epoch, loss));
-            if let Some(h) = num(4) {
-                held.push((epoch, h));
-            }
-        }
-    }
-    let mut series = vec![Series {
-        name: "train",
-        points: train,
-    }];
-    if !held.is_empty() {
-        series.push(Series {
-            name: "held-out",
-            points: held,
-        });
-    }
-    Ok(line_chart(
-        &out.join("loss.png"),
-        "negative ELBO",
-        "epoch",
-        "nats per example",
-        &series,
     )?)
 }
 
