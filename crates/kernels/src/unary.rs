@@ -69,11 +69,6 @@ pub fn leaky_relu<T: Element>(x: &Tensor<T>, slope: T) -> Tensor<T> {
     map(x, |v| if v > T::zero() { v } else { slope * v })
 }
 
-/// 1 where x > 0, `below` elsewhere: the derivative of relu / leaky_relu.
-pub fn positive_mask<T: Element>(x: &Tensor<T>, below: T) -> Tensor<T> {
-    map(x, |v| if v > T::zero() { T::one() } else { below })
-}
-
 pub fn exp<T: Element>(x: &Tensor<T>) -> Tensor<T> {
     map_slices(x, math::exp)
 }

@@ -176,10 +176,7 @@ impl<T: Element> Var<T> {
 
     pub fn relu(&self) -> Var<T> {
         self.unary("relu", k::relu(&self.value()), |c| {
-            c.grad.mul(&Var::constant(k::positive_mask(
-                &c.inputs[0].value(),
-                T::zero(),
-            )))
+            c.grad.masked_by_sign(&c.inputs[0], T::zero())
         })
     }
 
@@ -188,13 +185,33 @@ impl<T: Element> Var<T> {
         self.unary(
             "leaky_relu",
             k::leaky_relu(&self.value(), slope),
-            move |c| {
-                c.grad.mul(&Var::constant(k::positive_mask(
-                    &c.inputs[0].value(),
-                    slope,
-                )))
-            },
+            move |c| c.grad.masked_by_sign(&c.inputs[0], slope),
         )
+    }
+
+    /// `self` where `x > 0`, `below * self` elsewhere (same shapes): the
+    /// backward of relu (`below` 0) and leaky_relu in one pass, without a
+    /// mask tensor. Linear in `self`, so its own backward is itself; the
+    /// mask is constant almost everywhere, so `x` gets no gradient.
+    pub fn masked_by_sign(&self, x: &Var<T>, below: T) -> Result<Var<T>> {
+        let value = k::zip_with("masked_by_sign", &self.value(), &x.value(), move |g, v| {
+            if v > T::zero() {
+                g
+            } else {
+                below * g
+            }
+        })?;
+        Ok(Var::from_op(
+            "masked_by_sign",
+            value,
+            vec![self.clone(), x.clone()],
+            move |c| {
+                Ok(vec![
+                    c.grad_for(0, || c.grad.masked_by_sign(&c.inputs[1], below))?,
+                    None,
+                ])
+            },
+        ))
     }
 
     pub fn sigmoid(&self) -> Var<T> {
