@@ -22,14 +22,12 @@ fn gan_err(e: deepgen_gan::Error) -> Error {
 pub struct TrainGan {
     #[command(flatten)]
     data: DataArgs,
-    /// dcgan (28x28, 32x32 or 64x64 images) or mlp (images or 2-D points)
-    #[arg(long, default_value = "dcgan")]
-    arch: String,
-    /// non-saturating (ns), minimax, least-squares (lsgan), hinge, or
-    /// wgan-gp (5 critic steps, lambda 10, Adam 1e-4 (0, 0.9), no
-    /// BatchNorm in the critic, unless flags say otherwise)
-    #[arg(long, default_value = "ns")]
-    loss: String,
+    #[arg(long, value_enum, default_value = "dcgan")]
+    arch: GanArch,
+    /// wgan-gp brings 5 critic steps, Adam 1e-4 (0, 0.9) and no BatchNorm
+    /// in the critic, unless flags say otherwise
+    #[arg(long, value_enum, default_value = "ns")]
+    loss: LossArg,
     #[arg(long, default_value_t = 5)]
     epochs: usize,
     #[arg(long, default_value_t = 64)]
@@ -41,8 +39,8 @@ pub struct TrainGan {
     #[arg(long)]
     lr_d: Option<f64>,
     /// Adam betas as B1,B2 (default 0.5,0.999; wgan-gp 0,0.9)
-    #[arg(long, value_delimiter = ',')]
-    betas: Option<Vec<f64>>,
+    #[arg(long, value_parser = parse_betas)]
+    betas: Option<(f64, f64)>,
     /// Discriminator steps per generator step (default 1; wgan-gp 5)
     #[arg(long)]
     n_critic: Option<usize>,
@@ -65,8 +63,8 @@ pub struct TrainGan {
     conditional: bool,
     /// Start from weights: GENERATOR.safetensors,DISCRIMINATOR.safetensors
     /// (e.g. saved from the same nets in PyTorch)
-    #[arg(long, value_delimiter = ',')]
-    init: Option<Vec<PathBuf>>,
+    #[arg(long, value_parser = parse_init)]
+    init: Option<(PathBuf, PathBuf)>,
     /// Continue the run in --out from its last checkpoint, exactly
     #[arg(long)]
     resume: bool,
@@ -76,8 +74,67 @@ pub struct TrainGan {
     out: PathBuf,
 }
 
+/// Which nets.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum GanArch {
+    /// DCGAN for 28x28, 32x32 or 64x64 images
+    Dcgan,
+    /// fully connected nets, for images or 2-D points
+    Mlp,
+}
+
+/// The adversarial loss.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum LossArg {
+    /// non-saturating
+    #[value(alias = "non-saturating")]
+    Ns,
+    Minimax,
+    /// least squares
+    #[value(alias = "least-squares")]
+    Lsgan,
+    Hinge,
+    /// Wasserstein with gradient penalty
+    #[value(alias = "wasserstein")]
+    WganGp,
+}
+
+impl From<LossArg> for GanLoss {
+    fn from(l: LossArg) -> Self {
+        match l {
+            LossArg::Ns => GanLoss::NonSaturating,
+            LossArg::Minimax => GanLoss::Minimax,
+            LossArg::Lsgan => GanLoss::LeastSquares,
+            LossArg::Hinge => GanLoss::Hinge,
+            LossArg::WganGp => GanLoss::Wasserstein,
+        }
+    }
+}
+
+fn parse_pair(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once(',') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(',') => {
+            Ok((a.to_string(), b.to_string()))
+        }
+        _ => Err(format!(
+            "expected two values separated by a comma, got {s:?}"
+        )),
+    }
+}
+
+fn parse_betas(s: &str) -> std::result::Result<(f64, f64), String> {
+    let (a, b) = parse_pair(s)?;
+    let num = |v: &str| v.parse::<f64>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((num(&a)?, num(&b)?))
+}
+
+fn parse_init(s: &str) -> std::result::Result<(PathBuf, PathBuf), String> {
+    let (g, d) = parse_pair(s)?;
+    Ok((PathBuf::from(g), PathBuf::from(d)))
+}
+
 fn nets(a: &TrainGan, shape: &[usize], classes: Option<usize>) -> Result<NetSpec> {
-    let wgan = a.loss == "wgan-gp" || a.loss == "wgan" || a.loss == "wasserstein";
+    let wgan = a.loss == LossArg::WganGp;
     let num_classes = if a.conditional {
         Some(
             classes
@@ -86,8 +143,8 @@ fn nets(a: &TrainGan, shape: &[usize], classes: Option<usize>) -> Result<NetSpec
     } else {
         None
     };
-    match a.arch.as_str() {
-        "dcgan" => {
+    match a.arch {
+        GanArch::Dcgan => {
             let &[channels, h, w] = shape else {
                 return Err(Error::Usage(format!(
                     "dcgan needs images, the data has items of shape {shape:?}; use --arch mlp"
@@ -108,7 +165,7 @@ fn nets(a: &TrainGan, shape: &[usize], classes: Option<usize>) -> Result<NetSpec
                 ..Default::default()
             }))
         }
-        "mlp" => Ok(NetSpec::Mlp(MlpGanConfig {
+        GanArch::Mlp => Ok(NetSpec::Mlp(MlpGanConfig {
             data_shape: shape.to_vec(),
             latent: a.latent,
             g_hidden: vec![a.width; 2],
@@ -117,35 +174,21 @@ fn nets(a: &TrainGan, shape: &[usize], classes: Option<usize>) -> Result<NetSpec
             num_classes,
             ..Default::default()
         })),
-        other => Err(Error::Usage(format!(
-            "unknown --arch {other:?}; use dcgan or mlp"
-        ))),
     }
 }
 
-fn train_config(a: &TrainGan) -> Result<TrainConfig> {
-    let pairs = [
-        ("--betas", a.betas.as_ref().map(Vec::len)),
-        ("--init", a.init.as_ref().map(Vec::len)),
-    ];
-    for (flag, len) in pairs {
-        if len.is_some_and(|l| l != 2) {
-            return Err(Error::Usage(format!(
-                "{flag} takes two values separated by a comma"
-            )));
-        }
-    }
-    let loss: GanLoss = a.loss.parse().map_err(gan_err)?;
+fn train_config(a: &TrainGan) -> TrainConfig {
+    let loss = GanLoss::from(a.loss);
     let base = match loss {
         GanLoss::Wasserstein => TrainConfig::wgan_gp(),
         _ => TrainConfig::default(),
     };
-    Ok(TrainConfig {
+    TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
         lr: a.lr.unwrap_or(base.lr),
         lr_d: a.lr_d,
-        betas: a.betas.as_ref().map_or(base.betas, |b| (b[0], b[1])),
+        betas: a.betas.unwrap_or(base.betas),
         loss,
         n_critic: a.n_critic.unwrap_or(base.n_critic),
         gp_lambda: a.gp_lambda,
@@ -155,7 +198,7 @@ fn train_config(a: &TrainGan) -> Result<TrainConfig> {
         out_dir: a.out.clone(),
         resume: a.resume,
         ..base
-    })
+    }
 }
 
 pub fn train(a: TrainGan) -> Result<()> {
@@ -165,14 +208,18 @@ pub fn train(a: TrainGan) -> Result<()> {
     let d = spec
         .discriminator(a.seed.wrapping_mul(2).wrapping_add(1))
         .map_err(gan_err)?;
-    let config = train_config(&a)?;
+    let config = train_config(&a);
     if let Some(init) = &a.init {
-        deepgen_nn::checkpoint::load(g.as_module(), &init[0], true)?;
-        deepgen_nn::checkpoint::load(d.as_module(), &init[1], true)?;
+        deepgen_nn::checkpoint::load(g.as_module(), &init.0, true)?;
+        deepgen_nn::checkpoint::load(d.as_module(), &init.1, true)?;
     }
     println!(
         "training a {} GAN ({} loss; G {} and D {} parameters) on {} items ({}), {} epochs",
-        a.arch,
+        if a.arch == GanArch::Dcgan {
+            "DCGAN"
+        } else {
+            "MLP"
+        },
         config.loss.name(),
         g.num_parameters(),
         d.num_parameters(),
@@ -252,9 +299,8 @@ pub fn load_generator(path: &Path) -> Result<Box<dyn Generator>> {
 /// `deepgen eval gan-2d`.
 #[derive(clap::Args)]
 pub struct EvalGan2d {
-    /// ring8 or grid25
-    #[arg(long, default_value = "ring8")]
-    dataset: String,
+    #[arg(long, value_enum, default_value = "ring8")]
+    dataset: MixtureArg,
     /// Runs with seeds 0..N
     #[arg(long, default_value_t = 5)]
     seeds: u64,
@@ -265,9 +311,8 @@ pub struct EvalGan2d {
     batch_size: Option<usize>,
     #[arg(long)]
     lr: Option<f64>,
-    /// non-saturating, minimax, least-squares, hinge or wgan-gp
-    #[arg(long)]
-    loss: Option<String>,
+    #[arg(long, value_enum)]
+    loss: Option<LossArg>,
     /// R1 penalty gamma (0: none)
     #[arg(long)]
     r1_gamma: Option<f64>,
@@ -284,8 +329,20 @@ pub struct EvalGan2d {
     out: PathBuf,
 }
 
+/// The 2-D mixtures.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum MixtureArg {
+    /// 8 Gaussians on a ring of radius 2, std 0.02
+    Ring8,
+    /// 5x5 Gaussians at {-4, -2, 0, 2, 4}^2, std 0.05
+    Grid25,
+}
+
 pub fn eval_2d(a: EvalGan2d) -> Result<()> {
-    let mixture: Mixture2d = a.dataset.parse().map_err(gan_err)?;
+    let mixture = match a.dataset {
+        MixtureArg::Ring8 => Mixture2d::Ring8,
+        MixtureArg::Grid25 => Mixture2d::Grid25,
+    };
     let mut config = Bench2dConfig::for_mixture(mixture);
     if let Some(s) = a.steps {
         config.steps = s;
@@ -296,8 +353,8 @@ pub fn eval_2d(a: EvalGan2d) -> Result<()> {
     if let Some(lr) = a.lr {
         config.train.lr = lr;
     }
-    if let Some(l) = &a.loss {
-        config.train.loss = l.parse().map_err(gan_err)?;
+    if let Some(l) = a.loss {
+        config.train.loss = l.into();
     }
     if let Some(r1) = a.r1_gamma {
         config.train.r1_gamma = (r1 > 0.0).then_some(r1);

@@ -98,6 +98,24 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum VaeArch {
+    /// pytorch/examples' MLP VAE
+    Mlp,
+    /// strided convolutions down, transposed convolutions up
+    Conv,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum VaeLikelihood {
+    /// Bernoulli pixels (logits, binary cross entropy)
+    Bernoulli,
+    /// Gaussian pixels with a fixed --decoder-std
+    Gaussian,
+    /// Gaussian pixels with one learned variance
+    GaussianLearned,
+}
+
 /// Which data to use (shared by train and eval).
 #[derive(clap::Args, Clone)]
 struct DataArgs {
@@ -128,12 +146,11 @@ enum Train {
     Vae {
         #[command(flatten)]
         data: DataArgs,
-        /// mlp or conv
-        #[arg(long, default_value = "mlp")]
-        arch: String,
-        /// bernoulli, gaussian (fixed --decoder-std) or gaussian-learned
-        #[arg(long, default_value = "bernoulli")]
-        likelihood: String,
+        #[arg(long, value_enum, default_value = "mlp")]
+        arch: VaeArch,
+        /// The decoder's distribution (gaussian: fixed --decoder-std)
+        #[arg(long, value_enum, default_value = "bernoulli")]
+        likelihood: VaeLikelihood,
         /// Standard deviation of the fixed Gaussian decoder
         #[arg(long, default_value_t = 0.1)]
         decoder_std: f64,
@@ -333,24 +350,14 @@ fn run(cli: Cli) -> Result<()> {
             out,
         }) => {
             let (train, held) = split(&data)?;
-            let arch = match arch.as_str() {
-                "mlp" => deepgen_vae::Arch::Mlp,
-                "conv" => deepgen_vae::Arch::Conv,
-                other => {
-                    return Err(deepgen_cli::Error::Usage(format!(
-                        "unknown --arch {other:?}; use mlp or conv"
-                    )))
-                }
+            let arch = match arch {
+                VaeArch::Mlp => deepgen_vae::Arch::Mlp,
+                VaeArch::Conv => deepgen_vae::Arch::Conv,
             };
-            let likelihood = match likelihood.as_str() {
-                "bernoulli" => deepgen_vae::Likelihood::Bernoulli,
-                "gaussian" => deepgen_vae::Likelihood::Gaussian { std: decoder_std },
-                "gaussian-learned" => deepgen_vae::Likelihood::GaussianLearned,
-                other => {
-                    return Err(deepgen_cli::Error::Usage(format!(
-                    "unknown --likelihood {other:?}; use bernoulli, gaussian or gaussian-learned"
-                )))
-                }
+            let likelihood = match likelihood {
+                VaeLikelihood::Bernoulli => deepgen_vae::Likelihood::Bernoulli,
+                VaeLikelihood::Gaussian => deepgen_vae::Likelihood::Gaussian { std: decoder_std },
+                VaeLikelihood::GaussianLearned => deepgen_vae::Likelihood::GaussianLearned,
             };
             let cfg = deepgen_vae::VaeConfig {
                 arch,

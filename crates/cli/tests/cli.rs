@@ -384,13 +384,18 @@ fn a_conv_vae_with_a_gaussian_decoder_trains_and_samples() {
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
-    let bad = deepgen()
-        .args(["train", "vae", "--arch", "resnet", "--out"])
-        .arg(out.join("bad"))
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown --arch"));
+    for args in [
+        ["train", "vae", "--arch", "resnet"],
+        ["train", "vae", "--likelihood", "poisson"],
+        ["train", "gan", "--loss", "wgan-xx"],
+        ["train", "gan", "--betas", "0.5"],
+        ["eval", "gan-2d", "--dataset", "ring9"],
+    ] {
+        let bad = deepgen().args(args).output().unwrap();
+        assert_eq!(bad.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(stderr.contains("invalid value"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
