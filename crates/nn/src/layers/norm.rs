@@ -92,7 +92,11 @@ impl<T: Element> Module<T> for BatchNorm<T> {
         let mut channel_shape = vec![1; shape.len()];
         channel_shape[1] = c;
         let axes: Vec<usize> = (0..shape.len()).filter(|&a| a != 1).collect();
-        let (mean, var) = if self.is_training() {
+        // y = (x - mean) * scale + bias with scale = weight / sqrt(var + eps)
+        // per channel: the full-size work is one centring, one square for
+        // the variance (reusing the centred values) and one multiply-add,
+        // and the backward has as few full-size terms.
+        let (centred, var) = if self.is_training() {
             let count: usize = axes.iter().map(|&a| shape[a]).product();
             if count < 2 {
                 return Err(Error::Invalid {
@@ -103,7 +107,8 @@ impl<T: Element> Module<T> for BatchNorm<T> {
                 });
             }
             let mean = x.mean(&axes, true)?;
-            let var = x.var(&axes, true, 0)?;
+            let centred = x.sub(&mean)?;
+            let var = centred.square().mean(&axes, true)?;
             let n = self.num_batches_tracked.fetch_add(1, Ordering::Relaxed) + 1;
             let m = self.config.momentum.unwrap_or(1.0 / n as f64);
             no_grad(|| -> Result<()> {
@@ -118,20 +123,20 @@ impl<T: Element> Module<T> for BatchNorm<T> {
                 }
                 Ok(())
             })?;
-            (mean, var)
+            (centred, var)
         } else {
             (
-                self.running_mean.reshape(&channel_shape)?,
+                x.sub(&self.running_mean.reshape(&channel_shape)?)?,
                 self.running_var.reshape(&channel_shape)?,
             )
         };
-        let mut y = x
-            .sub(&mean)?
-            .div(&var.add_scalar(T::of(self.config.eps)).sqrt())?;
-        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            y = y
-                .mul(&w.reshape(&channel_shape)?)?
-                .add(&b.reshape(&channel_shape)?)?;
+        let mut scale = var.add_scalar(T::of(self.config.eps)).powf(T::of(-0.5));
+        if let Some(w) = &self.weight {
+            scale = scale.mul(&w.reshape(&channel_shape)?)?;
+        }
+        let mut y = centred.mul(&scale)?;
+        if let Some(b) = &self.bias {
+            y = y.add(&b.reshape(&channel_shape)?)?;
         }
         Ok(y)
     }
