@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Options (key=value): seeds, steps, epochs, batch, lr, lr_d, beta1, n_critic,
-//! decay (true: linear lr decay), r1, ema, hidden (G and D width), layers, latent, loss.
+//! decay (true: linear lr decay), r1, ema, hidden (G and D width), layers, latent, loss,
+//! dump (write each seed's samples to DUMP-SEED.csv).
 
 use std::time::Instant;
 
@@ -17,10 +18,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mixture: Mixture2d = args.next().unwrap_or_else(|| "ring8".into()).parse()?;
     let mut cfg = Bench2dConfig::for_mixture(mixture);
     let mut seeds = 5u64;
+    let mut dump: Option<String> = None;
     for a in args {
         let (k, v) = a.split_once('=').ok_or("options are key=value")?;
         match k {
             "seeds" => seeds = v.parse()?,
+            "dump" => dump = Some(v.into()),
             "steps" => cfg.steps = v.parse()?,
             "epochs" => cfg.train.epochs = v.parse()?,
             "batch" => cfg.train.batch_size = v.parse()?,
@@ -64,6 +67,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * r.coverage.high_quality,
             start.elapsed().as_secs_f64()
         );
+        if let Some(prefix) = &dump {
+            let text: String = r
+                .samples
+                .contiguous()
+                .to_vec()
+                .chunks_exact(2)
+                .map(|p| format!("{},{}\n", p[0], p[1]))
+                .collect();
+            std::fs::write(format!("{prefix}-{seed}.csv"), text)?;
+        }
         modes += r.coverage.modes as f64;
         hq += r.coverage.high_quality;
     }
