@@ -578,7 +578,11 @@ fn run(cli: Cli) -> Result<()> {
             seed,
         }) => {
             let (train, held) = split(&data)?;
-            let reference = held.unwrap_or(train);
+            let Some(reference) = held else {
+                return Err(deepgen_cli::Error::Usage(
+                    "eval gan needs held-out images as the reference: give --held-out".into(),
+                ));
+            };
             let model = classifier::load(&classifier)?;
             let generated = match (&samples, &checkpoint) {
                 (Some(path), _) => deepgen_cli::quality::read_samples(path)?,
@@ -588,21 +592,28 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (None, None) => unreachable!("clap requires one"),
             };
-            let loader = deepgen_data::DataLoader::new(
-                reference.clone(),
-                deepgen_data::LoaderConfig {
-                    shuffle: false,
-                    ..Default::default()
-                },
-            )?;
-            let real = loader.batch((0..reference.len()).collect())?.images;
-            let q = deepgen_cli::quality::judge(&model, &generated, &real)?;
+            let all = |d: &Data, count: usize| -> Result<deepgen_autograd::Tensor> {
+                let loader = deepgen_data::DataLoader::new(
+                    d.clone(),
+                    deepgen_data::LoaderConfig {
+                        shuffle: false,
+                        ..Default::default()
+                    },
+                )?;
+                Ok(loader.batch((0..count.min(d.len())).collect())?.images)
+            };
+            let real = all(&reference, reference.len())?;
+            // Real images from the training part, as many as generated: the
+            // score a perfect generator would get.
+            let baseline = all(&train, generated.shape()[0])?;
+            let q = deepgen_cli::quality::judge(&model, &generated, &real, &baseline)?;
             println!(
-                "{} samples vs {} reference images: Fréchet distance (classifier features) {:.3} (two halves of the reference: {:.3})",
+                "{} samples vs {} held-out images: Fréchet distance (classifier features) {:.3} ({} real training images: {:.3})",
                 generated.shape()[0],
                 reference.len(),
                 q.frechet,
-                q.reference_floor
+                baseline.shape()[0],
+                q.real_baseline
             );
             println!(
                 "predicted classes {:?}, entropy {:.3} nats (uniform: {:.3})",

@@ -86,24 +86,31 @@ pub fn features(classifier: &Sequential, images: &Tensor) -> Result<(Vec<Vec<f64
 pub struct Quality {
     /// Fréchet distance of classifier features, generated vs reference.
     pub frechet: f64,
-    /// The same distance between two halves of the reference: the floor
-    /// that sampling noise alone gives at this sample size.
-    pub reference_floor: f64,
+    /// The same distance from real images (as many as generated, from
+    /// elsewhere in the data) to the reference: what a perfect generator
+    /// would score at this sample size.
+    pub real_baseline: f64,
     /// Generated images per predicted class.
     pub histogram: Vec<usize>,
     /// Entropy of the predicted classes in nats (ln 10 = 2.303 when uniform).
     pub entropy: f64,
 }
 
-/// Judges `generated` against `reference` (each [n, 1, 28, 28] in [0, 1]).
-pub fn judge(classifier: &Sequential, generated: &Tensor, reference: &Tensor) -> Result<Quality> {
+/// Judges `generated` against `reference`, with `real` (other real
+/// images, ideally as many as generated) as the baseline; all
+/// [n, 1, 28, 28] in [0, 1].
+pub fn judge(
+    classifier: &Sequential,
+    generated: &Tensor,
+    reference: &Tensor,
+    real: &Tensor,
+) -> Result<Quality> {
     let (fg, classes) = features(classifier, generated)?;
     let (fr, _) = features(classifier, reference)?;
+    let (fb, _) = features(classifier, real)?;
     let (mg, cg) = mean_and_covariance(&fg)?;
     let (mr, cr) = mean_and_covariance(&fr)?;
-    let half = fr.len() / 2;
-    let (ma, ca) = mean_and_covariance(&fr[..half])?;
-    let (mb, cb) = mean_and_covariance(&fr[half..])?;
+    let (mb, cb) = mean_and_covariance(&fb)?;
     let classes_n = 10;
     let mut histogram = vec![0usize; classes_n];
     for c in classes {
@@ -120,7 +127,7 @@ pub fn judge(classifier: &Sequential, generated: &Tensor, reference: &Tensor) ->
         .sum();
     Ok(Quality {
         frechet: frechet_distance(&mg, &cg, &mr, &cr),
-        reference_floor: frechet_distance(&ma, &ca, &mb, &cb),
+        real_baseline: frechet_distance(&mb, &cb, &mr, &cr),
         histogram,
         entropy,
     })

@@ -118,7 +118,7 @@ fn a_short_classifier_run_trains_saves_and_evaluates() {
             .parse()
             .unwrap()
     };
-    let (fd, floor) = (number_after("features)"), number_after("reference:"));
+    let (fd, floor) = (number_after("features)"), number_after("training images:"));
     // The samples are the reference images themselves (scaled to [-1, 1]).
     assert!(fd < 1e-3 * floor && floor > 0.0, "{text}");
     assert!(number_after("entropy") > 1.5, "{text}");
