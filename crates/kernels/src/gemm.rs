@@ -55,6 +55,13 @@ impl<'a, T> MatRef<'a, T> {
             ..self
         }
     }
+
+    fn col_block(self, start: usize) -> Self {
+        MatRef {
+            offset: self.offset + start * self.cs,
+            ..self
+        }
+    }
 }
 
 /// C = alpha * A B + beta * C on one thread, with A [m, k], B [k, n] strided
@@ -75,15 +82,44 @@ pub fn gemm<T: Element>(
     if m == 0 || n == 0 {
         return;
     }
-    a.check(m, k);
-    b.check(k, n);
     assert!(
         ldc >= n && (m - 1) * ldc + n <= c.len(),
         "gemm output too small"
     );
+    // SAFETY: the assertion keeps every element of C that gemm_raw writes
+    // inside `c`, which this call borrows exclusively.
+    unsafe { gemm_raw(m, k, n, alpha, a, b, beta, c.as_mut_ptr(), ldc) }
+}
+
+/// [`gemm`] writing through a pointer, so threads can fill disjoint
+/// column blocks of one output (interleaved in memory, so no slice split
+/// can hand them out).
+///
+/// # Safety
+/// Elements `c[i * ldc + j]` for i < m, j < n must be valid for writes and
+/// written by no one else during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: *mut T,
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    a.check(m, k);
+    b.check(k, n);
     if k == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
-            for v in &mut row[..n] {
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: inside the block the caller vouches for.
+                let v = unsafe { &mut *c.add(i * ldc + j) };
                 *v = if beta == T::zero() {
                     T::zero()
                 } else {
@@ -93,15 +129,11 @@ pub fn gemm<T: Element>(
         }
         return;
     }
-    let (ap, bp, cp) = (
-        a.data[a.offset..].as_ptr(),
-        b.data[b.offset..].as_ptr(),
-        c.as_mut_ptr(),
-    );
+    let (ap, bp) = (a.data[a.offset..].as_ptr(), b.data[b.offset..].as_ptr());
     let (rsa, csa, rsb, csb) = (a.rs as isize, a.cs as isize, b.rs as isize, b.cs as isize);
-    // SAFETY: the checks above keep every element of A, B and C inside their
-    // slices; T is f32 or f64 as DTYPE says (Element is sealed), so the
-    // pointer casts are identities.
+    // SAFETY: the checks above keep every element of A and B inside their
+    // slices, the caller vouches for C; T is f32 or f64 as DTYPE says
+    // (Element is sealed), so the pointer casts are identities.
     unsafe {
         match T::DTYPE {
             DType::F32 => matrixmultiply::sgemm(
@@ -116,7 +148,7 @@ pub fn gemm<T: Element>(
                 rsb,
                 csb,
                 beta.as_f64() as f32,
-                cp.cast(),
+                c.cast(),
                 ldc as isize,
                 1,
             ),
@@ -132,7 +164,7 @@ pub fn gemm<T: Element>(
                 rsb,
                 csb,
                 beta.as_f64(),
-                cp.cast(),
+                c.cast(),
                 ldc as isize,
                 1,
             ),
@@ -140,7 +172,7 @@ pub fn gemm<T: Element>(
     }
 }
 
-/// [`gemm`], split into row blocks over rayon when the product is large.
+/// [`gemm`], split into row or column blocks over rayon when the product is large.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_par<T: Element>(
     m: usize,
@@ -157,11 +189,47 @@ pub fn gemm_par<T: Element>(
     if threads < 2 || m * k * n < GEMM_PAR_WORK || m < 16 {
         return gemm(m, k, n, alpha, a, b, beta, c, ldc);
     }
-    // Row blocks that are multiples of the 8-row micro-kernel height.
-    let rows = m.div_ceil(threads).div_ceil(8) * 8;
-    crate::par::for_each_chunk(&mut c[..m * ldc], rows * ldc, |i, block| {
-        let r = block.len().div_ceil(ldc);
-        gemm(r, k, n, alpha, a.row_block(i * rows), b, beta, block, ldc);
+    // Each block packs all of the operand it does not split: split C's
+    // rows when A is the larger operand (each thread then packs all of
+    // B), its columns when B is (each packs all of A). A linear layer's
+    // [128, 784] x [784, 400] splits columns and packs the small A twice.
+    if m >= n {
+        // Row blocks that are multiples of the 8-row micro-kernel height.
+        let rows = m.div_ceil(threads).div_ceil(8) * 8;
+        crate::par::for_each_chunk(&mut c[..m * ldc], rows * ldc, |i, block| {
+            let r = block.len().div_ceil(ldc);
+            gemm(r, k, n, alpha, a.row_block(i * rows), b, beta, block, ldc);
+        });
+        return;
+    }
+    assert!(
+        ldc >= n && (m - 1) * ldc + n <= c.len(),
+        "gemm output too small"
+    );
+    // Column blocks that are multiples of the 16-column micro-kernel width.
+    let cols = n.div_ceil(threads).div_ceil(16) * 16;
+    let mut starts: Vec<usize> = (0..n).step_by(cols).collect();
+    // As an address, so the closure may cross to the pool's threads.
+    let out = c.as_mut_ptr() as usize;
+    crate::par::for_each_chunk(&mut starts, 1, |_, start| {
+        let j0 = start[0];
+        let width = cols.min(n - j0);
+        // SAFETY: the assertion above keeps rows < m, columns < n inside
+        // `c`, borrowed exclusively here; the blocks' column ranges
+        // [j0, j0 + width) are disjoint, so no element has two writers.
+        unsafe {
+            gemm_raw(
+                m,
+                k,
+                width,
+                alpha,
+                a,
+                b.col_block(j0),
+                beta,
+                (out as *mut T).add(j0),
+                ldc,
+            )
+        }
     });
 }
 

@@ -410,30 +410,45 @@ proptest! {
 }
 
 #[test]
-fn large_f32_matmul_of_a_transposed_operand_takes_the_row_split_and_matches() {
-    // 130 * 140 * 150 multiply-adds is past gemm_par's threshold (1 << 21),
-    // so the product is split into row blocks over rayon.
-    let (m, kk, n) = (130, 140, 150);
-    let a = ViewSpec {
-        shape: vec![m, kk],
-        perm: vec![1, 0],
-        before: vec![0, 0],
-        after: vec![0, 0],
-    };
-    let b = ViewSpec {
-        shape: vec![kk, n],
-        perm: vec![0, 1],
-        before: vec![1, 0],
-        after: vec![2, 3],
-    };
-    check_matmul::<f32>(&a, &b, 7, 1e-4).unwrap();
-    check_matmul::<f32>(
-        &ViewSpec::contiguous(&[m, kk]),
-        &ViewSpec::contiguous(&[kk, n]),
-        8,
-        1e-4,
-    )
-    .unwrap();
+fn large_f32_matmuls_take_the_row_and_the_column_split_and_match() {
+    // Past gemm_par's threshold (1 << 21 multiply-adds), on 3 threads so
+    // the blocks are uneven: m >= n splits rows, m < n splits columns
+    // (each block then writes a strip of every row of the output).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        for (m, kk, n) in [(150, 140, 130), (130, 140, 150), (40, 300, 410)] {
+            let a = ViewSpec {
+                shape: vec![m, kk],
+                perm: vec![1, 0],
+                before: vec![0, 0],
+                after: vec![0, 0],
+            };
+            let b = ViewSpec {
+                shape: vec![kk, n],
+                perm: vec![0, 1],
+                before: vec![1, 0],
+                after: vec![2, 3],
+            };
+            check_matmul::<f32>(&a, &b, 7, 1e-4).unwrap();
+            let bt = ViewSpec {
+                shape: vec![kk, n],
+                perm: vec![1, 0],
+                before: vec![0, 0],
+                after: vec![0, 1],
+            };
+            check_matmul::<f32>(&ViewSpec::contiguous(&[m, kk]), &bt, 8, 1e-4).unwrap();
+            check_matmul::<f32>(
+                &ViewSpec::contiguous(&[m, kk]),
+                &ViewSpec::contiguous(&[kk, n]),
+                9,
+                1e-4,
+            )
+            .unwrap();
+        }
+    });
 }
 
 #[test]
