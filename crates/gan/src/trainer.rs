@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use deepgen_autograd::{grad, no_grad, Tensor, Var};
 use deepgen_data::{save_grid, DataLoader, Dataset, GridOptions, LoaderConfig, Scale};
-use deepgen_nn::checkpoint::{self, TensorData};
+use deepgen_nn::checkpoint;
 use deepgen_optim::prelude::*;
 use deepgen_optim::{Adam, AdamConfig};
 use rand::{Rng, SeedableRng};
@@ -509,13 +509,6 @@ fn write_grid(
     Ok(save_grid(path, &x?.value(), opts)?)
 }
 
-fn optimizer_tensors(opt: &Adam<f32>) -> Vec<(String, TensorData)> {
-    opt.state_dict()
-        .into_iter()
-        .map(|(n, t)| (n, TensorData::F64(t)))
-        .collect()
-}
-
 /// generator.safetensors, discriminator.safetensors, generator_ema.safetensors
 /// (with EMA), optimizer_g.safetensors, optimizer_d.safetensors and
 /// trainer.safetensors (epochs done, noise generator position), each atomic.
@@ -543,45 +536,10 @@ fn save_checkpoint(
             &out.join("generator_ema.safetensors"),
         )?;
     }
-    checkpoint::save_tensors(
-        &out.join("optimizer_g.safetensors"),
-        &optimizer_tensors(opt_g),
-        None,
-    )?;
-    checkpoint::save_tensors(
-        &out.join("optimizer_d.safetensors"),
-        &optimizer_tensors(opt_d),
-        None,
-    )?;
-    let pos = rng.get_word_pos();
-    let trainer = vec![
-        (
-            "epochs_done".to_string(),
-            TensorData::I64 {
-                shape: vec![],
-                data: vec![epochs_done as i64],
-            },
-        ),
-        // The generator's 128-bit word position, as two 64-bit halves.
-        (
-            "rng_word_pos".to_string(),
-            TensorData::I64 {
-                shape: vec![2],
-                data: vec![(pos >> 64) as i64, pos as u64 as i64],
-            },
-        ),
-    ];
-    checkpoint::save_tensors(&out.join("trainer.safetensors"), &trainer, None)?;
+    checkpoint::save_f64(&out.join("optimizer_g.safetensors"), opt_g.state_dict())?;
+    checkpoint::save_f64(&out.join("optimizer_d.safetensors"), opt_d.state_dict())?;
+    checkpoint::save_progress(&out.join("trainer.safetensors"), epochs_done, rng)?;
     Ok(())
-}
-
-fn load_optimizer(opt: &mut Adam<f32>, path: &Path) -> Result<()> {
-    let (state, _) = checkpoint::load_tensors(path)?;
-    let state: Vec<(String, Tensor<f64>)> = state
-        .into_iter()
-        .filter_map(|(n, t)| t.to_float::<f64>().map(|t| (n, t)))
-        .collect();
-    Ok(opt.load_state_dict(&state)?)
 }
 
 /// Loads a checkpoint written by [`train`]; returns the epochs already done.
@@ -599,29 +557,10 @@ fn resume(
     if let Some(e) = ema {
         checkpoint::load(e.as_module(), &out.join("generator_ema.safetensors"), true)?;
     }
-    load_optimizer(opt_g, &out.join("optimizer_g.safetensors"))?;
-    load_optimizer(opt_d, &out.join("optimizer_d.safetensors"))?;
-    let path = out.join("trainer.safetensors");
-    let (trainer, _) = checkpoint::load_tensors(&path)?;
-    let find = |name: &str| {
-        trainer
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, t)| match t {
-                TensorData::I64 { data, .. } => Some(data.clone()),
-                _ => None,
-            })
-    };
-    let bad = || Error::Invalid {
-        op: "resume",
-        msg: format!("{}: missing or malformed trainer state", path.display()),
-    };
-    let epochs = find("epochs_done")
-        .and_then(|d| d.first().copied())
-        .ok_or_else(bad)?;
-    let pos = find("rng_word_pos")
-        .filter(|d| d.len() == 2)
-        .ok_or_else(bad)?;
-    rng.set_word_pos(((pos[0] as u64 as u128) << 64) | pos[1] as u64 as u128);
-    usize::try_from(epochs).map_err(|_| bad())
+    opt_g.load_state_dict(&checkpoint::load_f64(&out.join("optimizer_g.safetensors"))?)?;
+    opt_d.load_state_dict(&checkpoint::load_f64(&out.join("optimizer_d.safetensors"))?)?;
+    Ok(checkpoint::load_progress(
+        &out.join("trainer.safetensors"),
+        rng,
+    )?)
 }

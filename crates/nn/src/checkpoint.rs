@@ -319,3 +319,72 @@ pub fn load_entries<T: Element>(
     });
     result.map(|()| report)
 }
+
+/// Writes f64 tensors (an optimizer's `state_dict()`) atomically.
+pub fn save_f64(path: &Path, entries: Vec<(String, Tensor<f64>)>) -> Result<()> {
+    let entries: Vec<(String, TensorData)> = entries
+        .into_iter()
+        .map(|(n, t)| (n, TensorData::F64(t)))
+        .collect();
+    save_tensors(path, &entries, None)
+}
+
+/// The float tensors of a file as f64 (for an optimizer's `load_state_dict`).
+pub fn load_f64(path: &Path) -> Result<Vec<(String, Tensor<f64>)>> {
+    let (entries, _) = load_tensors(path)?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(n, t)| t.to_float::<f64>().map(|t| (n, t)))
+        .collect())
+}
+
+/// Writes a trainer's progress: epochs done and the noise generator's
+/// 128-bit word position (as two i64 halves), so a resumed run draws the
+/// same numbers an uninterrupted one would.
+pub fn save_progress(path: &Path, epochs_done: usize, rng: &rand_chacha::ChaCha8Rng) -> Result<()> {
+    let pos = rng.get_word_pos();
+    let entries = [
+        (
+            "epochs_done".to_string(),
+            TensorData::I64 {
+                shape: vec![],
+                data: vec![epochs_done as i64],
+            },
+        ),
+        (
+            "rng_word_pos".to_string(),
+            TensorData::I64 {
+                shape: vec![2],
+                data: vec![(pos >> 64) as i64, pos as u64 as i64],
+            },
+        ),
+    ];
+    save_tensors(path, &entries, None)
+}
+
+/// Reads what [`save_progress`] wrote: moves `rng` to the saved position
+/// and returns the epochs done.
+pub fn load_progress(path: &Path, rng: &mut rand_chacha::ChaCha8Rng) -> Result<usize> {
+    let (entries, _) = load_tensors(path)?;
+    let find = |name: &str| {
+        entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, t)| match t {
+                TensorData::I64 { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+    };
+    let bad = || Error::Invalid {
+        op: "resume",
+        msg: format!("{}: missing or malformed trainer state", path.display()),
+    };
+    let epochs = find("epochs_done")
+        .and_then(|d| d.first().copied())
+        .ok_or_else(bad)?;
+    let pos = find("rng_word_pos")
+        .filter(|d| d.len() == 2)
+        .ok_or_else(bad)?;
+    rng.set_word_pos(((pos[0] as u64 as u128) << 64) | pos[1] as u64 as u128);
+    usize::try_from(epochs).map_err(|_| bad())
+}

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use deepgen_autograd::{no_grad, Tensor, Var};
 use deepgen_data::{save_grid, DataLoader, Dataset, GridOptions, LoaderConfig, Scale};
-use deepgen_nn::checkpoint::{self, TensorData};
+use deepgen_nn::checkpoint;
 use deepgen_nn::Module;
 use deepgen_optim::prelude::*;
 use deepgen_optim::{Adam, AdamConfig};
@@ -325,31 +325,8 @@ fn save_checkpoint(
     out: &Path,
 ) -> Result<()> {
     model.save(&out.join("model.safetensors"))?;
-    let state: Vec<(String, TensorData)> = opt
-        .state_dict()
-        .into_iter()
-        .map(|(n, t)| (n, TensorData::F64(t)))
-        .collect();
-    checkpoint::save_tensors(&out.join("optimizer.safetensors"), &state, None)?;
-    let pos = rng.get_word_pos();
-    let trainer = vec![
-        (
-            "epochs_done".to_string(),
-            TensorData::I64 {
-                shape: vec![],
-                data: vec![epochs_done as i64],
-            },
-        ),
-        // The generator's 128-bit word position, as two 64-bit halves.
-        (
-            "rng_word_pos".to_string(),
-            TensorData::I64 {
-                shape: vec![2],
-                data: vec![(pos >> 64) as i64, pos as u64 as i64],
-            },
-        ),
-    ];
-    checkpoint::save_tensors(&out.join("trainer.safetensors"), &trainer, None)?;
+    checkpoint::save_f64(&out.join("optimizer.safetensors"), opt.state_dict())?;
+    checkpoint::save_progress(&out.join("trainer.safetensors"), epochs_done, rng)?;
     Ok(())
 }
 
@@ -357,33 +334,9 @@ fn save_checkpoint(
 /// generator; returns the number of epochs already done.
 fn resume(model: &Vae, opt: &mut Adam<f32>, rng: &mut ChaCha8Rng, out: &Path) -> Result<usize> {
     checkpoint::load(model, &out.join("model.safetensors"), true)?;
-    let (state, _) = checkpoint::load_tensors(&out.join("optimizer.safetensors"))?;
-    let state: Vec<(String, Tensor<f64>)> = state
-        .into_iter()
-        .filter_map(|(n, t)| t.to_float::<f64>().map(|t| (n, t)))
-        .collect();
-    opt.load_state_dict(&state)?;
-    let path = out.join("trainer.safetensors");
-    let (trainer, _) = checkpoint::load_tensors(&path)?;
-    let find = |name: &str| {
-        trainer
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, t)| match t {
-                TensorData::I64 { data, .. } => Some(data.clone()),
-                _ => None,
-            })
-    };
-    let bad = || Error::Invalid {
-        op: "resume",
-        msg: format!("{}: missing or malformed trainer state", path.display()),
-    };
-    let epochs = find("epochs_done")
-        .and_then(|d| d.first().copied())
-        .ok_or_else(bad)?;
-    let pos = find("rng_word_pos")
-        .filter(|d| d.len() == 2)
-        .ok_or_else(bad)?;
-    rng.set_word_pos(((pos[0] as u64 as u128) << 64) | pos[1] as u64 as u128);
-    usize::try_from(epochs).map_err(|_| bad())
+    opt.load_state_dict(&checkpoint::load_f64(&out.join("optimizer.safetensors"))?)?;
+    Ok(checkpoint::load_progress(
+        &out.join("trainer.safetensors"),
+        rng,
+    )?)
 }
