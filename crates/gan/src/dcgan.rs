@@ -24,13 +24,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use deepgen_autograd::{Element, Var};
-use deepgen_nn::module::visit_child;
 use deepgen_nn::{
     init, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
-    Embedding, LeakyRelu, Module, Relu, Sequential, Slot, Tanh,
+    Embedding, LeakyRelu, Module, Relu, Sequential, Tanh,
 };
 
-use crate::mlp::into_nn;
 use crate::net::{check_input, check_labels, copy_state, Discriminator, Generator};
 use crate::{Error, Result};
 
@@ -180,22 +178,7 @@ impl<T: Element> DcganGenerator<T> {
     }
 }
 
-impl<T: Element> Module<T> for DcganGenerator<T> {
-    fn forward(&self, z: &Var<T>) -> deepgen_nn::Result<Var<T>> {
-        self.generate(z, None).map_err(into_nn)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        visit_child("net", &self.net, f);
-        if let Some(e) = &self.embed {
-            visit_child("embed", e, f);
-        }
-    }
-
-    fn set_training(&self, training: bool) {
-        self.net.set_training(training);
-    }
-}
+crate::net::sequential_net_module!(DcganGenerator, generate);
 
 impl<T: Element> Generator<T> for DcganGenerator<T> {
     fn latent_dim(&self) -> usize {
@@ -276,22 +259,7 @@ impl<T: Element> DcganDiscriminator<T> {
     }
 }
 
-impl<T: Element> Module<T> for DcganDiscriminator<T> {
-    fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
-        self.score(x, None).map_err(into_nn)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        visit_child("net", &self.net, f);
-        if let Some(e) = &self.embed {
-            visit_child("embed", e, f);
-        }
-    }
-
-    fn set_training(&self, training: bool) {
-        self.net.set_training(training);
-    }
-}
+crate::net::sequential_net_module!(DcganDiscriminator, score);
 
 impl<T: Element> Discriminator<T> for DcganDiscriminator<T> {
     fn input_shape(&self) -> Vec<usize> {

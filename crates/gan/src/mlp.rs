@@ -15,9 +15,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use deepgen_autograd::{Element, Var};
-use deepgen_nn::module::visit_child;
 use deepgen_nn::{
-    Embedding, Flatten, LeakyRelu, Linear, Module, Relu, Sequential, Slot, Tanh, Unflatten,
+    Embedding, Flatten, LeakyRelu, Linear, Module, Relu, Sequential, Tanh, Unflatten,
 };
 
 use crate::net::{check_input, check_labels, copy_state, Activation, Discriminator, Generator};
@@ -152,22 +151,7 @@ impl<T: Element> MlpGenerator<T> {
     }
 }
 
-impl<T: Element> Module<T> for MlpGenerator<T> {
-    fn forward(&self, z: &Var<T>) -> deepgen_nn::Result<Var<T>> {
-        self.generate(z, None).map_err(into_nn)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        visit_child("net", &self.net, f);
-        if let Some(e) = &self.embed {
-            visit_child("embed", e, f);
-        }
-    }
-
-    fn set_training(&self, training: bool) {
-        self.net.set_training(training);
-    }
-}
+crate::net::sequential_net_module!(MlpGenerator, generate);
 
 impl<T: Element> Generator<T> for MlpGenerator<T> {
     fn latent_dim(&self) -> usize {
@@ -236,22 +220,7 @@ impl<T: Element> MlpDiscriminator<T> {
     }
 }
 
-impl<T: Element> Module<T> for MlpDiscriminator<T> {
-    fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
-        self.score(x, None).map_err(into_nn)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        visit_child("net", &self.net, f);
-        if let Some(e) = &self.embed {
-            visit_child("embed", e, f);
-        }
-    }
-
-    fn set_training(&self, training: bool) {
-        self.net.set_training(training);
-    }
-}
+crate::net::sequential_net_module!(MlpDiscriminator, score);
 
 impl<T: Element> Discriminator<T> for MlpDiscriminator<T> {
     fn input_shape(&self) -> Vec<usize> {
