@@ -285,11 +285,9 @@ pub fn sample(g: &dyn Generator, n: usize, label: Option<usize>, seed: u64) -> R
     }
 }
 
-/// Whether a checkpoint holds a GAN net (rather than a VAE).
-pub fn is_gan_checkpoint(path: &Path) -> Result<bool> {
-    Ok(deepgen_gan::spec::read_spec(path)
-        .map_err(gan_err)?
-        .is_some())
+/// The generator in a checkpoint, or None when it is not a GAN's (a VAE's).
+pub fn try_load_generator(path: &Path) -> Result<Option<Box<dyn Generator>>> {
+    deepgen_gan::spec::try_load_generator(path).map_err(gan_err)
 }
 
 pub fn load_generator(path: &Path) -> Result<Box<dyn Generator>> {

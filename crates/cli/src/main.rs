@@ -452,48 +452,44 @@ fn run(cli: Cli) -> Result<()> {
             manifold,
             out,
             seed,
-        } if gan_cmd::is_gan_checkpoint(&checkpoint)? => {
-            if manifold.is_some() {
-                return Err(deepgen_cli::Error::Usage(
-                    "--manifold is for VAEs with a 2-D latent".into(),
-                ));
-            }
-            let g = gan_cmd::load_generator(&checkpoint)?;
-            let images = gan_cmd::sample(g.as_ref(), n, label, seed)?;
-            if images.rank() != 4 {
-                return Err(deepgen_cli::Error::Usage(format!(
-                    "{} generates points, not images; see `deepgen eval gan-2d`",
-                    checkpoint.display()
-                )));
-            }
-            deepgen_vae::generate::write_images(&out, &images, 8).map_err(vae_err)?;
-            println!("wrote {n} samples to {}", out.display());
-        }
-        Command::Sample {
-            checkpoint,
-            label,
-            n,
-            manifold,
-            out,
-            seed,
         } => {
-            if label.is_some() {
-                return Err(deepgen_cli::Error::Usage(
-                    "--label is for class-conditional GANs".into(),
-                ));
-            }
-            let model = deepgen_vae::Vae::from_checkpoint(&checkpoint).map_err(vae_err)?;
-            let (images, nrow) = match manifold {
-                Some(side) => (
-                    deepgen_vae::generate::manifold(&model, side).map_err(vae_err)?,
-                    side,
-                ),
-                None => {
-                    let mut rng =
-                        <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
-                    let images =
-                        deepgen_vae::generate::sample(&model, n, &mut rng).map_err(vae_err)?;
+            // One read of the file: a GAN generator's spec, else a VAE.
+            let (images, nrow) = match gan_cmd::try_load_generator(&checkpoint)? {
+                Some(g) => {
+                    if manifold.is_some() {
+                        return Err(deepgen_cli::Error::Usage(
+                            "--manifold is for VAEs with a 2-D latent".into(),
+                        ));
+                    }
+                    let images = gan_cmd::sample(g.as_ref(), n, label, seed)?;
+                    if images.rank() != 4 {
+                        return Err(deepgen_cli::Error::Usage(format!(
+                            "{} generates points, not images; see `deepgen eval gan-2d`",
+                            checkpoint.display()
+                        )));
+                    }
                     (images, 8)
+                }
+                None => {
+                    if label.is_some() {
+                        return Err(deepgen_cli::Error::Usage(
+                            "--label is for class-conditional GANs".into(),
+                        ));
+                    }
+                    let model = deepgen_vae::Vae::from_checkpoint(&checkpoint).map_err(vae_err)?;
+                    match manifold {
+                        Some(side) => (
+                            deepgen_vae::generate::manifold(&model, side).map_err(vae_err)?,
+                            side,
+                        ),
+                        None => {
+                            let mut rng =
+                                <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+                            let images = deepgen_vae::generate::sample(&model, n, &mut rng)
+                                .map_err(vae_err)?;
+                            (images, 8)
+                        }
+                    }
                 }
             };
             deepgen_vae::generate::write_images(&out, &images, nrow).map_err(vae_err)?;

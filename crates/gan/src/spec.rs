@@ -59,29 +59,29 @@ pub fn save_net(net: &dyn Module<f32>, spec: &NetSpec, path: &Path) -> Result<()
     )?)
 }
 
-/// The spec stored in a checkpoint written by [`save_net`].
-pub fn read_spec(path: &Path) -> Result<Option<NetSpec>> {
-    let (_, meta) = checkpoint::load_tensors(path)?;
-    meta.get(SPEC_KEY)
-        .map(|json| {
-            serde_json::from_str(json).map_err(|e| Error::Invalid {
-                op: "gan checkpoint",
-                msg: format!("{}: unreadable net spec: {e}", path.display()),
-            })
-        })
-        .transpose()
+/// The generator in a checkpoint written by [`save_net`], or None when the
+/// file carries no net spec (a VAE's, say). The file is read once.
+pub fn try_load_generator(path: &Path) -> Result<Option<Box<dyn Generator>>> {
+    let (tensors, meta) = checkpoint::load_tensors(path)?;
+    let Some(json) = meta.get(SPEC_KEY) else {
+        return Ok(None);
+    };
+    let spec: NetSpec = serde_json::from_str(json).map_err(|e| Error::Invalid {
+        op: "gan checkpoint",
+        msg: format!("{}: unreadable net spec: {e}", path.display()),
+    })?;
+    let g = spec.generator(0)?;
+    checkpoint::load_entries(g.as_module(), path, tensors, true)?;
+    Ok(Some(g))
 }
 
 /// A generator rebuilt from a checkpoint written by the trainer.
 pub fn load_generator(path: &Path) -> Result<Box<dyn Generator>> {
-    let spec = read_spec(path)?.ok_or_else(|| Error::Invalid {
+    try_load_generator(path)?.ok_or_else(|| Error::Invalid {
         op: "gan checkpoint",
         msg: format!(
             "{}: no deepgen net spec in the file (is it a generator written by `deepgen train gan`?)",
             path.display()
         ),
-    })?;
-    let g = spec.generator(0)?;
-    checkpoint::load(g.as_module(), path, true)?;
-    Ok(g)
+    })
 }
