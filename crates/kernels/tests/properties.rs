@@ -564,7 +564,8 @@ impl ConvCase {
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
     (
-        (1usize..=3, 1usize..=3, 1usize..=3),
+        // From 8 channels up, images unfold channels-last: test both layouts.
+        (1usize..=3, prop_oneof![1usize..=3, 8usize..=9], 1usize..=3),
         uniform2(1usize..=8),
         uniform2(1usize..=4),
         uniform2(1usize..=3),
@@ -666,6 +667,34 @@ fn conv2d_whose_outer_kernel_taps_only_ever_see_padding_matches_naive_loops() {
     let yy = dot(&want, &want);
     assert!((dot(&xv, &gx.to_vec()) - yy).abs() <= 1e-12 * yy);
     assert!((dot(&wv, &gw.to_vec()) - yy).abs() <= 1e-12 * yy);
+}
+
+#[test]
+fn convolutions_whose_kernel_covers_the_input_match_naive_loops() {
+    // One output position and no padding: the kernels take a single matrix
+    // product over the batch; with padding, the im2col path. Both layouts
+    // (3 and 9 channels), both with a stride that never applies.
+    for (c, padding) in [(3, 0), (9, 0), (9, 1)] {
+        let opts = Conv2dOptions {
+            stride: [2, 3],
+            padding: [padding; 2],
+            dilation: [1, 1],
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(c as u64);
+        let (x, xv) = ViewSpec::contiguous(&[3, c, 3, 4]).build::<f64>(&mut uniform(&mut rng));
+        let kernel = [3 + 2 * padding, 4 + 2 * padding];
+        let (w, wv) = ViewSpec::contiguous(&[5, c, kernel[0], kernel[1]])
+            .build::<f64>(&mut uniform(&mut rng));
+        let (shape, want, scale) = naive_conv2d(&xv, x.shape(), &wv, w.shape(), opts);
+        assert_eq!(shape, [3, 5, 1, 1]);
+        let y = k::conv2d(&x, &w, opts).unwrap();
+        assert_close(&y.to_vec(), &want, &scale, 1e-12).unwrap();
+        let gx = k::conv2d_input_grad(&y, &w, opts, [3, 4]).unwrap();
+        let gw = k::conv2d_weight_grad(&x, &y, opts, kernel).unwrap();
+        let yy = dot(&want, &want);
+        assert!((dot(&xv, &gx.to_vec()) - yy).abs() <= 1e-12 * yy);
+        assert!((dot(&wv, &gw.to_vec()) - yy).abs() <= 1e-12 * yy);
+    }
 }
 
 /// Transposed convolution by its scatter definition:
