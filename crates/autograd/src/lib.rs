@@ -23,4 +23,5 @@ pub use deepgen_tensor::{DType, Element, Error as TensorError, Tensor};
 pub use engine::grad;
 pub use error::{Error, Result};
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
+pub use ops::BatchNormOutput;
 pub use var::{Ctx, Grads, Var};

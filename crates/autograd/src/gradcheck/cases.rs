@@ -302,6 +302,18 @@ pub fn all() -> Vec<Case> {
             |rng| vec![normal(&[1, 2, 6, 6], rng), view(&[2, 2, 2, 2], rng, normal)],
             |x| x[0].conv2d(&x[1], conv_opts(1, 2, 2)),
         ),
+        // From 8 channels up, images unfold channels-last.
+        Case::new(
+            "conv2d_channels_last",
+            |rng| vec![view(&[2, 8, 4, 5], rng, normal), normal(&[2, 8, 3, 3], rng)],
+            |x| x[0].conv2d(&x[1], conv_opts(2, 1, 1)),
+        ),
+        // A kernel that covers the whole input is one matmul over the batch.
+        Case::new(
+            "conv2d_dense",
+            |rng| vec![view(&[2, 3, 3, 2], rng, normal), normal(&[4, 3, 3, 2], rng)],
+            |x| x[0].conv2d(&x[1], conv_opts(1, 0, 1)),
+        ),
         Case::new(
             "conv_transpose2d",
             |rng| vec![view(&[2, 3, 3, 3], rng, normal), normal(&[3, 2, 4, 4], rng)],
@@ -311,6 +323,26 @@ pub fn all() -> Vec<Case> {
             "conv2d_weight_grad",
             |rng| vec![normal(&[2, 2, 5, 5], rng), normal(&[2, 3, 3, 3], rng)],
             |x| x[0].conv2d_weight_grad(&x[1], conv_opts(2, 1, 1), [3, 3]),
+        ),
+        // Normalised values: their cube depends on x (a sum of squares would not).
+        Case::new(
+            "batch_norm",
+            |rng| {
+                let x = view(&[3, 2, 2, 3], rng, normal);
+                vec![x, normal(&[2], rng), normal(&[2], rng)]
+            },
+            |x| {
+                let y = x[0].batch_norm(Some(&x[1]), Some(&x[2]), 1e-5)?.y;
+                y.mul(&y)?.mul(&y)
+            },
+        ),
+        Case::new(
+            "batch_norm_plain",
+            |rng| vec![view(&[5, 3], rng, normal)],
+            |x| {
+                let y = x[0].batch_norm(None, None, 1e-5)?.y;
+                y.mul(&y)?.mul(&y)
+            },
         ),
         Case::new(
             "max_pool2d",

@@ -4,5 +4,8 @@
 mod conv;
 mod elementwise;
 mod linalg;
+mod norm;
 mod reduce;
 mod shape;
+
+pub use norm::BatchNormOutput;

@@ -2,8 +2,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use deepgen_autograd::no_grad;
-
 use crate::module::Slot;
 use crate::{Element, Error, Module, Result, Tensor, Var};
 
@@ -91,13 +89,8 @@ impl<T: Element> Module<T> for BatchNorm<T> {
         }
         let mut channel_shape = vec![1; shape.len()];
         channel_shape[1] = c;
-        let axes: Vec<usize> = (0..shape.len()).filter(|&a| a != 1).collect();
-        // y = (x - mean) * scale + bias with scale = weight / sqrt(var + eps)
-        // per channel: the full-size work is one centring, one square for
-        // the variance (reusing the centred values) and one multiply-add,
-        // and the backward has as few full-size terms.
-        let (centred, var) = if self.is_training() {
-            let count: usize = axes.iter().map(|&a| shape[a]).product();
+        if self.is_training() {
+            let count = shape.iter().product::<usize>() / c.max(1);
             if count < 2 {
                 return Err(Error::Invalid {
                     op: "batch_norm",
@@ -106,30 +99,26 @@ impl<T: Element> Module<T> for BatchNorm<T> {
                     ),
                 });
             }
-            let mean = x.mean(&axes, true)?;
-            let centred = x.sub(&mean)?;
-            let var = centred.square().mean(&axes, true)?;
+            let out = x.batch_norm(self.weight.as_ref(), self.bias.as_ref(), self.config.eps)?;
             let n = self.num_batches_tracked.fetch_add(1, Ordering::Relaxed) + 1;
             let m = self.config.momentum.unwrap_or(1.0 / n as f64);
-            no_grad(|| -> Result<()> {
-                let unbiased = var.mul_scalar(T::of(count as f64 / (count - 1) as f64));
-                for (running, batch) in
-                    [(&self.running_mean, &mean), (&self.running_var, &unbiased)]
-                {
-                    let new = running
-                        .mul_scalar(T::of(1.0 - m))
-                        .add(&batch.reshape(&[c])?.mul_scalar(T::of(m)))?;
-                    running.set_value(new.value())?;
-                }
-                Ok(())
-            })?;
-            (centred, var)
-        } else {
-            (
-                x.sub(&self.running_mean.reshape(&channel_shape)?)?,
-                self.running_var.reshape(&channel_shape)?,
-            )
-        };
+            let unbiased = count as f64 / (count - 1) as f64;
+            for (running, batch, k) in [
+                (&self.running_mean, &out.mean, 1.0),
+                (&self.running_var, &out.var, unbiased),
+            ] {
+                let new: Vec<T> = (running.value().to_vec().into_iter())
+                    .zip(batch.to_vec())
+                    .map(|(r, b)| T::of((1.0 - m) * r.as_f64() + m * k * b.as_f64()))
+                    .collect();
+                running.set_value(Tensor::from_vec(new, &[c])?)?;
+            }
+            return Ok(out.y);
+        }
+        // Eval mode: y = (x - running_mean) * scale + bias with
+        // scale = weight / sqrt(running_var + eps) per channel.
+        let centred = x.sub(&self.running_mean.reshape(&channel_shape)?)?;
+        let var = self.running_var.reshape(&channel_shape)?;
         let mut scale = var.add_scalar(T::of(self.config.eps)).powf(T::of(-0.5));
         if let Some(w) = &self.weight {
             scale = scale.mul(&w.reshape(&channel_shape)?)?;

@@ -1,0 +1,249 @@
+//! Batch normalisation's full-size passes, fused per channel. With batch
+//! statistics the layer's forward takes two passes over its input (the
+//! moments, then the affine map) and its backward two (two sums, then the
+//! input gradient), where composing elementwise ops and reductions takes
+//! about a dozen; the activations are larger than the caches, so passes are
+//! what costs.
+//!
+//! Every tensor is read as [n, c, s]: channels on axis 1 and s the product of
+//! the axes after it (1 for [n, c]).
+
+use deepgen_tensor::storage::Buffer;
+
+use crate::{par, Element, Error, Result, Tensor};
+
+/// The [n, c, s] view of a shape with channels on axis 1.
+fn ncs(op: &'static str, shape: &[usize]) -> Result<[usize; 3]> {
+    match shape {
+        [n, c, rest @ ..] => Ok([*n, *c, rest.iter().product()]),
+        _ => Err(Error::Invalid {
+            op,
+            shape: shape.to_vec(),
+            msg: "expected at least [n, c]".into(),
+        }),
+    }
+}
+
+fn per_channel<T: Element>(op: &'static str, what: &str, v: &[T], c: usize) -> Result<()> {
+    if v.len() == c {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        op,
+        shape: vec![v.len()],
+        msg: format!("{what} needs one value per channel ({c})"),
+    })
+}
+
+/// Sums `f(a, b)` over two equal slices in 8 lanes (so it vectorises),
+/// blocks accumulated in f64.
+fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
+    let mut total = 0.0;
+    for (a, b) in a.chunks(1024).zip(b.chunks(1024)) {
+        let mut lanes = [T::zero(); 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let tail = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .fold(T::zero(), |s, (&x, &y)| s + f(x, y));
+        for (ca, cb) in ca.zip(cb) {
+            for ((l, &x), &y) in lanes.iter_mut().zip(ca).zip(cb) {
+                *l = *l + f(x, y);
+            }
+        }
+        total += (lanes.iter().copied().sum::<T>() + tail).as_f64();
+    }
+    total
+}
+
+/// For each channel, `K` sums over its n planes of `f(a_plane, b_plane,
+/// channel)`; in parallel over channels.
+fn channel_sums<T: Element, const K: usize>(
+    a: &[T],
+    b: &[T],
+    [n, c, s]: [usize; 3],
+    f: impl Fn(&[T], &[T], usize) -> [f64; K] + Sync,
+) -> Vec<[f64; K]> {
+    let mut out = vec![[0.0; K]; c];
+    let per_task = if par::worth_splitting(n * c * s) {
+        c.div_ceil(par::threads() * 4)
+    } else {
+        c
+    };
+    par::for_each_chunk(&mut out, per_task, |t, sums| {
+        for (j, acc) in sums.iter_mut().enumerate() {
+            let ch = t * per_task + j;
+            for i in 0..n {
+                let at = (i * c + ch) * s;
+                let v = f(&a[at..at + s], &b[at..at + s], ch);
+                for (acc, v) in acc.iter_mut().zip(v) {
+                    *acc += v;
+                }
+            }
+        }
+    });
+    out
+}
+
+/// A fresh [n, c, s] buffer filled plane by plane with `f(a_plane, b_plane,
+/// out_plane, channel)`; in parallel over planes.
+fn channel_map<T: Element>(
+    a: &[T],
+    b: &[T],
+    [n, c, s]: [usize; 3],
+    f: impl Fn(&[T], &[T], &mut [T], usize) + Sync,
+) -> Buffer<T> {
+    let mut out = Buffer::for_overwrite(n * c * s);
+    if out.is_empty() {
+        return out;
+    }
+    let planes = if par::worth_splitting(out.len()) {
+        (n * c).div_ceil(par::threads() * 8)
+    } else {
+        n * c
+    };
+    par::for_each_chunk(&mut out, planes * s, |t, o| {
+        for (j, o) in o.chunks_exact_mut(s).enumerate() {
+            let p = t * planes + j;
+            f(&a[p * s..][..s], &b[p * s..][..s], o, p % c);
+        }
+    });
+    out
+}
+
+/// Per-channel mean and biased variance of x [n, c, ...] over every axis
+/// but 1. Two passes, so the variance keeps its precision when the mean is
+/// large.
+pub fn channel_moments<T: Element>(x: &Tensor<T>) -> Result<(Vec<T>, Vec<T>)> {
+    let dims @ [n, _, s] = ncs("batch_norm", x.shape())?;
+    let x = x.contiguous();
+    let xs = x.as_slice().expect("contiguous");
+    let count = (n * s).max(1) as f64;
+    let mean: Vec<T> = channel_sums(xs, xs, dims, |a, _, _| [lane_sum(a, a, |v, _| v)])
+        .into_iter()
+        .map(|[v]| T::of(v / count))
+        .collect();
+    let var = channel_sums(xs, xs, dims, |a, _, ch| {
+        let m = mean[ch];
+        [lane_sum(a, a, |v, _| (v - m) * (v - m))]
+    })
+    .into_iter()
+    .map(|[v]| T::of(v / count))
+    .collect();
+    Ok((mean, var))
+}
+
+/// (x - mean) * scale + shift, per channel of x [n, c, ...].
+pub fn channel_affine<T: Element>(
+    x: &Tensor<T>,
+    mean: &[T],
+    scale: &[T],
+    shift: &[T],
+) -> Result<Tensor<T>> {
+    let dims @ [_, c, _] = ncs("batch_norm", x.shape())?;
+    for (what, v) in [("mean", mean), ("scale", scale), ("shift", shift)] {
+        per_channel("batch_norm", what, v, c)?;
+    }
+    let x = x.contiguous();
+    let xs = x.as_slice().expect("contiguous");
+    let out = channel_map(xs, xs, dims, |a, _, o, ch| {
+        let (m, k, b) = (mean[ch], scale[ch], shift[ch]);
+        for (o, &v) in o.iter_mut().zip(a) {
+            *o = (v - m) * k + b;
+        }
+    });
+    Tensor::from_buffer(out, x.shape())
+}
+
+/// Per channel, Σ g and Σ g (x - mean) over every axis but 1: the bias and
+/// (times 1/std) weight gradients of batch normalisation.
+pub fn channel_grad_sums<T: Element>(
+    g: &Tensor<T>,
+    x: &Tensor<T>,
+    mean: &[T],
+) -> Result<(Vec<T>, Vec<T>)> {
+    let dims @ [_, c, _] = ncs("batch_norm_backward", x.shape())?;
+    same_shape(g, x)?;
+    per_channel("batch_norm_backward", "mean", mean, c)?;
+    let (g, x) = (g.contiguous(), x.contiguous());
+    let (gs, xs) = (
+        g.as_slice().expect("contiguous"),
+        x.as_slice().expect("contiguous"),
+    );
+    let sums = channel_sums(gs, xs, dims, |g, x, ch| {
+        let m = mean[ch];
+        [lane_sum(g, x, |g, _| g), lane_sum(g, x, |g, v| g * (v - m))]
+    });
+    Ok(sums.into_iter().map(|[a, b]| (T::of(a), T::of(b))).unzip())
+}
+
+/// g * a + (x - mean) * b + d, per channel: batch normalisation's input
+/// gradient for the right per-channel a, b and d.
+pub fn channel_grad_affine<T: Element>(
+    g: &Tensor<T>,
+    x: &Tensor<T>,
+    mean: &[T],
+    [a, b, d]: [&[T]; 3],
+) -> Result<Tensor<T>> {
+    let dims @ [_, c, _] = ncs("batch_norm_backward", x.shape())?;
+    same_shape(g, x)?;
+    for v in [mean, a, b, d] {
+        per_channel("batch_norm_backward", "a coefficient", v, c)?;
+    }
+    let (g, x) = (g.contiguous(), x.contiguous());
+    let (gs, xs) = (
+        g.as_slice().expect("contiguous"),
+        x.as_slice().expect("contiguous"),
+    );
+    let out = channel_map(gs, xs, dims, |g, x, o, ch| {
+        let (m, a, b, d) = (mean[ch], a[ch], b[ch], d[ch]);
+        for ((o, &g), &v) in o.iter_mut().zip(g).zip(x) {
+            *o = g * a + (v - m) * b + d;
+        }
+    });
+    Tensor::from_buffer(out, x.shape())
+}
+
+fn same_shape<T: Element>(g: &Tensor<T>, x: &Tensor<T>) -> Result<()> {
+    if g.shape() == x.shape() {
+        return Ok(());
+    }
+    Err(Error::ShapeMismatch {
+        op: "batch_norm_backward",
+        lhs: g.shape().to_vec(),
+        rhs: x.shape().to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_and_sums_match_the_definitions() {
+        // x [2, 3, 2]: channel ch holds 10 ch + {0, 1, 5, 6} (plus a large
+        // offset, which two passes keep out of the variance).
+        let x: Vec<f64> = (0..12)
+            .map(|i| {
+                let (img, ch, j) = (i / 6, (i / 2) % 3, i % 2);
+                1e6 + 10.0 * ch as f64 + (5 * img + j) as f64
+            })
+            .collect();
+        let x = Tensor::from_vec(x, &[2, 3, 2]).unwrap();
+        let (mean, var) = channel_moments(&x).unwrap();
+        assert_eq!(mean, vec![1e6 + 3.0, 1e6 + 13.0, 1e6 + 23.0]);
+        assert_eq!(var, vec![6.5; 3]);
+        let g = Tensor::from_vec((0..12).map(|i| i as f64).collect(), &[2, 3, 2]).unwrap();
+        let (sg, sgx) = channel_grad_sums(&g, &x, &mean).unwrap();
+        // channel 0: g = 0, 1, 6, 7 at x - mean = -3, -2, 2, 3.
+        assert_eq!((sg[0], sgx[0]), (14.0, 0.0 - 2.0 + 12.0 + 21.0));
+        let y = channel_affine(&x, &mean, &[1.0, 2.0, 0.5], &[0.0, 1.0, -1.0]).unwrap();
+        assert_eq!(y.get(&[1, 1, 1]).unwrap(), 3.0 * 2.0 + 1.0);
+        let one = [1.0; 3];
+        let dx = channel_grad_affine(&g, &x, &mean, [&one, &[0.0; 3], &one]).unwrap();
+        assert_eq!(dx.to_vec(), (1..13).map(|i| i as f64).collect::<Vec<_>>());
+        assert!(channel_moments(&Tensor::<f64>::zeros(&[4])).is_err());
+        assert!(channel_affine(&x, &mean[..2], &one, &one).is_err());
+    }
+}
