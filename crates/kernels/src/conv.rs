@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use deepgen_tensor::storage::Buffer;
+use deepgen_tensor::DType;
 
 use crate::gemm::{gemm, gemm_par, MatRef};
 use crate::{Element, Error, Result, Tensor};
@@ -286,21 +287,68 @@ fn images_per_task(g: &Geom) -> usize {
 /// element (about 4x faster for DCGAN's 64- and 128-channel layers).
 const CHANNELS_LAST_MIN: usize = 8;
 
-/// `dst [cols, rows]` = `src [rows, cols]` transposed, in 16x16 tiles so
-/// that the strided side touches few cache lines at a time.
-fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
-    const TILE: usize = 16;
+/// `dst [cols, rows]` = `src [rows, cols]` transposed.
+fn transpose<T: Element>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            let c1 = (c0 + TILE).min(cols);
-            for r in r0..(r0 + TILE).min(rows) {
-                for (c, &v) in (c0..c1).zip(&src[r * cols + c0..r * cols + c1]) {
-                    dst[c * rows + r] = v;
-                }
+    #[cfg(target_arch = "x86_64")]
+    if T::DTYPE == DType::F32 {
+        // SAFETY: T is f32 (Element is sealed and DTYPE says so), so the
+        // casts are identities.
+        let (src, dst) = unsafe {
+            (
+                std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), src.len()),
+                std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<f32>(), dst.len()),
+            )
+        };
+        return transpose_f32_sse(src, rows, cols, dst);
+    }
+    transpose_tail(src, rows, cols, dst, 0, 0);
+}
+
+/// Transposes the elements outside the top-left [r0, c0] block.
+fn transpose_tail<T: Copy>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    dst: &mut [T],
+    r0: usize,
+    c0: usize,
+) {
+    for r in 0..rows {
+        let from = if r < r0 { c0 } else { 0 };
+        for c in from..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
+/// f32 transpose in 4x4 blocks of SSE registers (SSE is part of x86_64),
+/// about twice as fast as element by element.
+#[cfg(target_arch = "x86_64")]
+fn transpose_f32_sse(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (r4, c4) = (rows / 4 * 4, cols / 4 * 4);
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    for r in (0..r4).step_by(4) {
+        for c in (0..c4).step_by(4) {
+            // SAFETY: rows r..r + 4 and columns c..c + 4 lie inside both
+            // [rows, cols] src and [cols, rows] dst (asserted above).
+            unsafe {
+                let s = src.as_ptr().add(r * cols + c);
+                let mut a = _mm_loadu_ps(s);
+                let mut b = _mm_loadu_ps(s.add(cols));
+                let mut e = _mm_loadu_ps(s.add(2 * cols));
+                let mut f = _mm_loadu_ps(s.add(3 * cols));
+                _MM_TRANSPOSE4_PS(&mut a, &mut b, &mut e, &mut f);
+                let d = dst.as_mut_ptr().add(c * rows + r);
+                _mm_storeu_ps(d, a);
+                _mm_storeu_ps(d.add(rows), b);
+                _mm_storeu_ps(d.add(2 * rows), e);
+                _mm_storeu_ps(d.add(3 * rows), f);
             }
         }
     }
+    transpose_tail(src, rows, cols, dst, r4, c4);
 }
 
 /// Im2col's matrix [K, P] for a block of `count` images (K = c * kh * kw
@@ -719,6 +767,24 @@ mod tests {
         assert_eq!(y.shape(), &[1, 1, 5, 5]);
         assert_eq!(y.get(&[0, 0, 0, 0]).unwrap(), 0.0);
         assert_eq!(y.get(&[0, 0, 4, 4]).unwrap(), 15.0);
+    }
+
+    #[test]
+    fn transpose_matches_the_definition_at_any_size() {
+        for (rows, cols) in [(1, 1), (3, 5), (4, 4), (7, 9), (8, 13), (16, 3)] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut dst = vec![0.0; rows * cols];
+            transpose(&src, rows, cols, &mut dst);
+            let src64: Vec<f64> = src.iter().map(|&v| v as f64).collect();
+            let mut dst64 = vec![0.0; rows * cols];
+            transpose(&src64, rows, cols, &mut dst64);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}x{cols}");
+                    assert_eq!(dst64[c * rows + r], src64[r * cols + c], "{rows}x{cols}");
+                }
+            }
+        }
     }
 
     #[test]
