@@ -13,6 +13,9 @@ use deepgen_tensor::storage::Buffer;
 use deepgen_tensor::DType;
 
 use crate::gemm::{gemm, gemm_par, MatRef};
+
+#[cfg(target_arch = "x86_64")]
+mod direct;
 use crate::{Element, Error, Result, Tensor};
 
 /// Stride, zero padding and dilation of a convolution, per spatial axis (y, x).
@@ -536,6 +539,20 @@ pub fn conv2d<T: Element>(x: &Tensor<T>, w: &Tensor<T>, opts: Conv2dOptions) -> 
         gemm_par(g.n, k, g.o, T::one(), xm, wm.t(), T::zero(), &mut out, g.o);
         return Tensor::from_buffer(out, &[g.n, g.o, 1, 1]);
     }
+    #[cfg(target_arch = "x86_64")]
+    if T::DTYPE == DType::F32 && direct::usable(&g) {
+        // SAFETY: T is f32 (Element is sealed and DTYPE says so), so the
+        // casts are identities.
+        let (xs, ws, ys) = unsafe {
+            (
+                std::slice::from_raw_parts(xs.as_ptr().cast::<f32>(), xs.len()),
+                std::slice::from_raw_parts(ws.as_ptr().cast::<f32>(), ws.len()),
+                std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()),
+            )
+        };
+        conv2d_direct(&g, xs, ws, ys);
+        return Tensor::from_buffer(out, &[g.n, g.o, g.oh, g.ow]);
+    }
     let step = images_per_task(&g);
     let im = Im2col::new(&g);
     let wm = im.weight_matrix(ws);
@@ -566,6 +583,33 @@ pub fn conv2d<T: Element>(x: &Tensor<T>, w: &Tensor<T>, opts: Conv2dOptions) -> 
         });
     }
     Tensor::from_buffer(out, &[g.n, g.o, g.oh, g.ow])
+}
+
+/// [`conv2d`] through the direct kernel: each task transposes its images to
+/// channels-last (plus the zero row padding taps read), convolves, and
+/// transposes the output back.
+#[cfg(target_arch = "x86_64")]
+fn conv2d_direct(g: &Geom, xs: &[f32], ws: &[f32], out: &mut [f32]) {
+    let packed = direct::pack_weight(g, ws);
+    let table = g.tap_table();
+    let (step, per_out, hw, c) = (images_per_task(g), g.o * g.ohw(), g.h * g.w, g.c);
+    crate::par::for_each_chunk(out, step * per_out, |t, ys| {
+        let count = ys.len() / per_out;
+        let mut hwc = Buffer::for_overwrite(count * hw * c + c);
+        hwc[count * hw * c..].fill(0.0);
+        let images = xs[t * step * g.chw()..][..count * g.chw()].chunks_exact(g.chw());
+        for (img, dst) in images.zip(hwc.chunks_exact_mut(hw * c)) {
+            transpose(img, c, hw, dst);
+        }
+        let mut out_hwc = Buffer::for_overwrite(count * per_out);
+        direct::conv2d_hwc(g, &table, &hwc, &packed, count, &mut out_hwc);
+        for (src, y) in out_hwc
+            .chunks_exact(per_out)
+            .zip(ys.chunks_exact_mut(per_out))
+        {
+            transpose(src, g.ohw(), g.o, y);
+        }
+    });
 }
 
 /// The adjoint of [`conv2d`] in its input: gy [n, o, oh, ow], w [o, c, kh, kw]

@@ -697,6 +697,37 @@ fn convolutions_whose_kernel_covers_the_input_match_naive_loops() {
     }
 }
 
+#[test]
+fn f32_convolutions_with_many_channels_match_naive_loops() {
+    // f32 with 16 channels and 32 or 64 outputs takes the direct AVX-512
+    // kernel where the CPU has it (im2col elsewhere); with padding, stride
+    // and dilation, and a batch whose positions do not fill the kernel's
+    // blocks of 8.
+    let cases = [
+        ([3, 16, 9, 7], [64, 16, 4, 4], Conv2dOptions::new(2, 1)),
+        (
+            [2, 16, 6, 6],
+            [32, 16, 3, 3],
+            Conv2dOptions {
+                stride: [1, 2],
+                padding: [0, 2],
+                dilation: [2, 1],
+            },
+        ),
+    ];
+    for (xs, ws, opts) in cases {
+        let mut rng = ChaCha8Rng::seed_from_u64(xs[0] as u64);
+        let (x, xv) = ViewSpec::contiguous(&xs).build::<f64>(&mut uniform(&mut rng));
+        let (w, wv) = ViewSpec::contiguous(&ws).build::<f64>(&mut uniform(&mut rng));
+        let (shape, want, scale) = naive_conv2d(&xv, x.shape(), &wv, w.shape(), opts);
+        let (x32, w32) = (x.cast::<f32>(), w.cast::<f32>());
+        let y = k::conv2d(&x32, &w32, opts).unwrap();
+        assert_eq!(y.shape(), &shape[..]);
+        let got: Vec<f64> = y.to_vec().iter().map(|&v| v as f64).collect();
+        assert_close(&got, &want, &scale, 1e-5).unwrap();
+    }
+}
+
 /// Transposed convolution by its scatter definition:
 /// out[n, co, iy*s - p + ky*d, ix*s - p + kx*d] += x[n, ci, iy, ix] * w[ci, co, ky, kx].
 fn naive_conv_transpose2d(
