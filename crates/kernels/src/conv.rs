@@ -542,15 +542,9 @@ pub fn conv2d<T: Element>(x: &Tensor<T>, w: &Tensor<T>, opts: Conv2dOptions) -> 
     #[cfg(target_arch = "x86_64")]
     if T::DTYPE == DType::F32 && direct::usable(&g) {
         // SAFETY: T is f32 (Element is sealed and DTYPE says so), so the
-        // casts are identities.
-        let (xs, ws, ys) = unsafe {
-            (
-                std::slice::from_raw_parts(xs.as_ptr().cast::<f32>(), xs.len()),
-                std::slice::from_raw_parts(ws.as_ptr().cast::<f32>(), ws.len()),
-                std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()),
-            )
-        };
-        conv2d_direct(&g, xs, ws, ys);
+        // cast is an identity.
+        let ys = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
+        conv2d_direct(&g, as_f32(xs), as_f32(ws), ys);
         return Tensor::from_buffer(out, &[g.n, g.o, g.oh, g.ow]);
     }
     let step = images_per_task(&g);
@@ -585,22 +579,39 @@ pub fn conv2d<T: Element>(x: &Tensor<T>, w: &Tensor<T>, opts: Conv2dOptions) -> 
     Tensor::from_buffer(out, &[g.n, g.o, g.oh, g.ow])
 }
 
-/// [`conv2d`] through the direct kernel: each task transposes its images to
-/// channels-last (plus the zero row padding taps read), convolves, and
-/// transposes the output back.
+/// Images `first..first + count` of `xs` [n, c, h, w] channels-last,
+/// [count, h * w, c], followed by one row of c zeros for padding taps: the
+/// input of the direct kernels.
+#[cfg(target_arch = "x86_64")]
+fn channels_last_images(g: &Geom, xs: &[f32], first: usize, count: usize) -> Buffer<f32> {
+    let (hw, c) = (g.h * g.w, g.c);
+    let mut hwc = Buffer::for_overwrite(count * hw * c + c);
+    hwc[count * hw * c..].fill(0.0);
+    let images = xs[first * g.chw()..][..count * g.chw()].chunks_exact(g.chw());
+    for (img, dst) in images.zip(hwc.chunks_exact_mut(hw * c)) {
+        transpose(img, c, hw, dst);
+    }
+    hwc
+}
+
+/// Reinterprets f32 data typed as `T`.
+#[cfg(target_arch = "x86_64")]
+fn as_f32<T: Element>(s: &[T]) -> &[f32] {
+    assert_eq!(T::DTYPE, DType::F32);
+    // SAFETY: T is f32 (Element is sealed and DTYPE says so).
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), s.len()) }
+}
+
+/// [`conv2d`] through the direct kernel: each task takes its images
+/// channels-last, convolves, and transposes the output back.
 #[cfg(target_arch = "x86_64")]
 fn conv2d_direct(g: &Geom, xs: &[f32], ws: &[f32], out: &mut [f32]) {
     let packed = direct::pack_weight(g, ws);
     let table = g.tap_table();
-    let (step, per_out, hw, c) = (images_per_task(g), g.o * g.ohw(), g.h * g.w, g.c);
+    let (step, per_out) = (images_per_task(g), g.o * g.ohw());
     crate::par::for_each_chunk(out, step * per_out, |t, ys| {
         let count = ys.len() / per_out;
-        let mut hwc = Buffer::for_overwrite(count * hw * c + c);
-        hwc[count * hw * c..].fill(0.0);
-        let images = xs[t * step * g.chw()..][..count * g.chw()].chunks_exact(g.chw());
-        for (img, dst) in images.zip(hwc.chunks_exact_mut(hw * c)) {
-            transpose(img, c, hw, dst);
-        }
+        let hwc = channels_last_images(g, xs, t * step, count);
         let mut out_hwc = Buffer::for_overwrite(count * per_out);
         direct::conv2d_hwc(g, &table, &hwc, &packed, count, &mut out_hwc);
         for (src, y) in out_hwc
@@ -610,6 +621,33 @@ fn conv2d_direct(g: &Geom, xs: &[f32], ws: &[f32], out: &mut [f32]) {
             transpose(src, g.ohw(), g.o, y);
         }
     });
+}
+
+/// [`conv2d_weight_grad`] through the direct kernel into `w` [o, c, kh, kw]:
+/// one [o, kh * kw, c] partial sum per task, added up, then permuted.
+#[cfg(target_arch = "x86_64")]
+fn conv2d_weight_grad_direct(g: &Geom, xs: &[f32], gs: &[f32], w: &mut [f32]) {
+    let table = g.tap_table();
+    let (step, size, per_out) = (images_per_task(g), g.o * g.ckk(), g.o * g.ohw());
+    let mut partials: Vec<Option<Buffer<f32>>> = (0..g.n.div_ceil(step)).map(|_| None).collect();
+    crate::par::for_each_chunk(&mut partials, 1, |t, slot| {
+        let count = step.min(g.n - t * step);
+        let hwc = channels_last_images(g, xs, t * step, count);
+        let mut acc = Buffer::filled(size, 0.0);
+        let gy = &gs[t * step * per_out..][..count * per_out];
+        direct::weight_grad_hwc(g, &table, &hwc, gy, count, &mut acc);
+        slot[0] = Some(acc);
+    });
+    let mut parts = partials.into_iter().flatten();
+    let mut sum = parts.next().unwrap_or_else(|| Buffer::filled(size, 0.0));
+    for p in parts {
+        for (s, &v) in sum.iter_mut().zip(p.iter()) {
+            *s += v;
+        }
+    }
+    for (src, dst) in sum.chunks_exact(g.ckk()).zip(w.chunks_exact_mut(g.ckk())) {
+        transpose(src, g.taps(), g.c, dst);
+    }
 }
 
 /// The adjoint of [`conv2d`] in its input: gy [n, o, oh, ow], w [o, c, kh, kw]
@@ -700,6 +738,15 @@ pub fn conv2d_weight_grad<T: Element>(
         let (gm, xm) = (MatRef::row_major(gs, 0, o), MatRef::row_major(xs, 0, k));
         gemm_par(o, n, k, T::one(), gm.t(), xm, T::zero(), &mut out, k);
         return Tensor::from_buffer(out, &shape);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if T::DTYPE == DType::F32 && direct::usable_for_weight_grad(&g) {
+        let mut w = Buffer::<T>::for_overwrite(size);
+        // SAFETY: T is f32 (Element is sealed and DTYPE says so), so the
+        // cast is an identity.
+        let ws = unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr().cast(), w.len()) };
+        conv2d_weight_grad_direct(&g, as_f32(xs), as_f32(gs), ws);
+        return Tensor::from_buffer(w, &shape);
     }
     let step = images_per_task(&g);
     let im = Im2col::new(&g);

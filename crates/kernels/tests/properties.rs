@@ -699,12 +699,12 @@ fn convolutions_whose_kernel_covers_the_input_match_naive_loops() {
 
 #[test]
 fn f32_convolutions_with_many_channels_match_naive_loops() {
-    // f32 with 16 channels and 32 or 64 outputs takes the direct AVX-512
-    // kernel where the CPU has it (im2col elsewhere); with padding, stride
-    // and dilation, and a batch whose positions do not fill the kernel's
-    // blocks of 8.
+    // f32 with 16 or 32 channels and 32 or 64 outputs takes the direct
+    // AVX-512 kernels where the CPU has them (im2col elsewhere; the weight
+    // gradient's needs channels in blocks of 32); with padding, stride and
+    // dilation, and batches whose positions do not fill blocks of 8.
     let cases = [
-        ([3, 16, 9, 7], [64, 16, 4, 4], Conv2dOptions::new(2, 1)),
+        ([3, 32, 9, 7], [64, 32, 4, 4], Conv2dOptions::new(2, 1)),
         (
             [2, 16, 6, 6],
             [32, 16, 3, 3],
@@ -725,6 +725,17 @@ fn f32_convolutions_with_many_channels_match_naive_loops() {
         assert_eq!(y.shape(), &shape[..]);
         let got: Vec<f64> = y.to_vec().iter().map(|&v| v as f64).collect();
         assert_close(&got, &want, &scale, 1e-5).unwrap();
+        // The weight gradient against f64 (whose im2col path the tests above
+        // hold to the definition), for the output gradient y.
+        let y64 = Tensor::<f64>::from_vec(want.clone(), &shape).unwrap();
+        let want = k::conv2d_weight_grad(&x, &y64, opts, [ws[2], ws[3]])
+            .unwrap()
+            .to_vec();
+        let bound = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let got = k::conv2d_weight_grad(&x32, &y64.cast::<f32>(), opts, [ws[2], ws[3]]).unwrap();
+        for (g, w) in got.to_vec().iter().zip(&want) {
+            assert!((*g as f64 - w).abs() <= 1e-5 * bound, "{g} vs {w}");
+        }
     }
 }
 
