@@ -579,17 +579,23 @@ pub fn conv2d<T: Element>(x: &Tensor<T>, w: &Tensor<T>, opts: Conv2dOptions) -> 
     Tensor::from_buffer(out, &[g.n, g.o, g.oh, g.ow])
 }
 
-/// Images `first..first + count` of `xs` [n, c, h, w] channels-last,
-/// [count, h * w, c], followed by one row of c zeros for padding taps: the
-/// input of the direct kernels.
+/// Images `first..first + count` of `xs` [n, channels, plane] channels-last,
+/// [count, plane, channels], followed by one row of zeros that padding taps
+/// read: the operands of the direct kernels.
 #[cfg(target_arch = "x86_64")]
-fn channels_last_images(g: &Geom, xs: &[f32], first: usize, count: usize) -> Buffer<f32> {
-    let (hw, c) = (g.h * g.w, g.c);
-    let mut hwc = Buffer::for_overwrite(count * hw * c + c);
-    hwc[count * hw * c..].fill(0.0);
-    let images = xs[first * g.chw()..][..count * g.chw()].chunks_exact(g.chw());
-    for (img, dst) in images.zip(hwc.chunks_exact_mut(hw * c)) {
-        transpose(img, c, hw, dst);
+fn channels_last(
+    xs: &[f32],
+    channels: usize,
+    plane: usize,
+    first: usize,
+    count: usize,
+) -> Buffer<f32> {
+    let size = channels * plane;
+    let mut hwc = Buffer::for_overwrite(count * size + channels);
+    hwc[count * size..].fill(0.0);
+    let images = xs[first * size..][..count * size].chunks_exact(size.max(1));
+    for (img, dst) in images.zip(hwc.chunks_exact_mut(size.max(1))) {
+        transpose(img, channels, plane, dst);
     }
     hwc
 }
@@ -611,7 +617,7 @@ fn conv2d_direct(g: &Geom, xs: &[f32], ws: &[f32], out: &mut [f32]) {
     let (step, per_out) = (images_per_task(g), g.o * g.ohw());
     crate::par::for_each_chunk(out, step * per_out, |t, ys| {
         let count = ys.len() / per_out;
-        let hwc = channels_last_images(g, xs, t * step, count);
+        let hwc = channels_last(xs, g.c, g.h * g.w, t * step, count);
         let mut out_hwc = Buffer::for_overwrite(count * per_out);
         direct::conv2d_hwc(g, &table, &hwc, &packed, count, &mut out_hwc);
         for (src, y) in out_hwc
@@ -632,7 +638,7 @@ fn conv2d_weight_grad_direct(g: &Geom, xs: &[f32], gs: &[f32], w: &mut [f32]) {
     let mut partials: Vec<Option<Buffer<f32>>> = (0..g.n.div_ceil(step)).map(|_| None).collect();
     crate::par::for_each_chunk(&mut partials, 1, |t, slot| {
         let count = step.min(g.n - t * step);
-        let hwc = channels_last_images(g, xs, t * step, count);
+        let hwc = channels_last(xs, g.c, g.h * g.w, t * step, count);
         let mut acc = Buffer::filled(size, 0.0);
         let gy = &gs[t * step * per_out..][..count * per_out];
         direct::weight_grad_hwc(g, &table, &hwc, gy, count, &mut acc);
@@ -648,6 +654,24 @@ fn conv2d_weight_grad_direct(g: &Geom, xs: &[f32], gs: &[f32], w: &mut [f32]) {
     for (src, dst) in sum.chunks_exact(g.ckk()).zip(w.chunks_exact_mut(g.ckk())) {
         transpose(src, g.taps(), g.c, dst);
     }
+}
+
+/// [`conv2d_input_grad`] through the direct kernel: each task takes its
+/// output gradients channels-last, gathers every input pixel's sum, and
+/// transposes the result back.
+#[cfg(target_arch = "x86_64")]
+fn conv2d_input_grad_direct(g: &Geom, gs: &[f32], ws: &[f32], out: &mut [f32]) {
+    let classes = direct::pixel_classes(g, ws);
+    let (step, per_in, hw, ohw) = (images_per_task(g), g.chw(), g.h * g.w, g.ohw());
+    crate::par::for_each_chunk(out, step * per_in, |t, xs| {
+        let count = xs.len() / per_in;
+        let gy = channels_last(gs, g.o, ohw, t * step, count);
+        let mut dx = Buffer::for_overwrite(count * per_in);
+        direct::input_grad_hwc(g, &classes, &gy, count, &mut dx);
+        for (src, x) in dx.chunks_exact(per_in).zip(xs.chunks_exact_mut(per_in)) {
+            transpose(src, hw, g.c, x);
+        }
+    });
 }
 
 /// The adjoint of [`conv2d`] in its input: gy [n, o, oh, ow], w [o, c, kh, kw]
@@ -686,6 +710,14 @@ pub fn conv2d_input_grad<T: Element>(
         // x [n, K] = gy [n, o] @ w [o, K]
         let (gm, wm) = (MatRef::row_major(gs, 0, o), MatRef::row_major(ws, 0, k));
         gemm_par(n, o, k, T::one(), gm, wm, T::zero(), &mut out, k);
+        return Tensor::from_buffer(out, &shape);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if T::DTYPE == DType::F32 && direct::usable_for_input_grad(&g) {
+        // SAFETY: T is f32 (Element is sealed and DTYPE says so), so the
+        // cast is an identity.
+        let xs = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
+        conv2d_input_grad_direct(&g, as_f32(gs), as_f32(ws), xs);
         return Tensor::from_buffer(out, &shape);
     }
     let step = images_per_task(&g);

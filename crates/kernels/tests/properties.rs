@@ -700,9 +700,10 @@ fn convolutions_whose_kernel_covers_the_input_match_naive_loops() {
 #[test]
 fn f32_convolutions_with_many_channels_match_naive_loops() {
     // f32 with 16 or 32 channels and 32 or 64 outputs takes the direct
-    // AVX-512 kernels where the CPU has them (im2col elsewhere; the weight
-    // gradient's needs channels in blocks of 32); with padding, stride and
-    // dilation, and batches whose positions do not fill blocks of 8.
+    // AVX-512 kernels where the CPU has them (im2col elsewhere; the two
+    // gradients' kernels need channels in blocks of 32); with padding,
+    // stride and dilation, and batches whose positions do not fill blocks
+    // of 8.
     let cases = [
         ([3, 32, 9, 7], [64, 32, 4, 4], Conv2dOptions::new(2, 1)),
         (
@@ -714,6 +715,17 @@ fn f32_convolutions_with_many_channels_match_naive_loops() {
                 dilation: [2, 1],
             },
         ),
+        (
+            [2, 32, 8, 7],
+            [32, 32, 3, 2],
+            Conv2dOptions {
+                stride: [3, 2],
+                padding: [2, 1],
+                dilation: [2, 2],
+            },
+        ),
+        // A stride above the kernel size: some input pixels get no gradient.
+        ([2, 32, 7, 7], [32, 32, 1, 1], Conv2dOptions::new(2, 0)),
     ];
     for (xs, ws, opts) in cases {
         let mut rng = ChaCha8Rng::seed_from_u64(xs[0] as u64);
@@ -733,6 +745,15 @@ fn f32_convolutions_with_many_channels_match_naive_loops() {
             .to_vec();
         let bound = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let got = k::conv2d_weight_grad(&x32, &y64.cast::<f32>(), opts, [ws[2], ws[3]]).unwrap();
+        for (g, w) in got.to_vec().iter().zip(&want) {
+            assert!((*g as f64 - w).abs() <= 1e-5 * bound, "{g} vs {w}");
+        }
+        // And the input gradient.
+        let want = k::conv2d_input_grad(&y64, &w, opts, [xs[2], xs[3]])
+            .unwrap()
+            .to_vec();
+        let bound = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let got = k::conv2d_input_grad(&y64.cast::<f32>(), &w32, opts, [xs[2], xs[3]]).unwrap();
         for (g, w) in got.to_vec().iter().zip(&want) {
             assert!((*g as f64 - w).abs() <= 1e-5 * bound, "{g} vs {w}");
         }

@@ -77,6 +77,7 @@ pub(super) fn conv2d_hwc(
                 // floats inside `packed`; rows p0.. of `out` up to
                 // `positions`, columns block * NR.. + NR, lie inside it
                 // (asserted sizes).
+                let out_rows = std::array::from_fn(|i| i * g.o);
                 unsafe {
                     kernel(
                         &offsets[b * taps..][..taps],
@@ -84,7 +85,7 @@ pub(super) fn conv2d_hwc(
                         packed.as_ptr().add(block * taps * c * NR),
                         c,
                         out.as_mut_ptr().add(p0 * g.o + block * NR),
-                        g.o,
+                        &out_rows,
                         MR.min(c1 - p0),
                     );
                 }
@@ -94,7 +95,7 @@ pub(super) fn conv2d_hwc(
 }
 
 /// acc[i] = Σ_t Σ_ci x[offsets[t][i] + ci] * w[t][ci][..NR] for MR output
-/// positions; stores the first `rows` of them, `ld` apart.
+/// rows; stores the first `rows` of them at `out + out_rows[i]`.
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel(
     offsets: &[[usize; MR]],
@@ -102,7 +103,7 @@ unsafe fn kernel(
     w: *const f32,
     c: usize,
     out: *mut f32,
-    ld: usize,
+    out_rows: &[usize; MR],
     rows: usize,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
@@ -120,9 +121,9 @@ unsafe fn kernel(
             }
         }
     }
-    for (i, acc) in acc.iter().enumerate().take(rows) {
-        _mm512_storeu_ps(out.add(i * ld), acc[0]);
-        _mm512_storeu_ps(out.add(i * ld + 16), acc[1]);
+    for (acc, &row) in acc.iter().zip(out_rows).take(rows) {
+        _mm512_storeu_ps(out.add(row), acc[0]);
+        _mm512_storeu_ps(out.add(row + 16), acc[1]);
     }
 }
 
@@ -223,5 +224,129 @@ unsafe fn weight_kernel(
         let p = acc.add(i * ld);
         _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), s[0]));
         _mm512_storeu_ps(p.add(16), _mm512_add_ps(_mm512_loadu_ps(p.add(16)), s[1]));
+    }
+}
+
+/// Whether the direct input-gradient kernel serves this geometry on this
+/// CPU: input channels in whole blocks of 32.
+pub(super) fn usable_for_input_grad(g: &Geom) -> bool {
+    g.c.is_multiple_of(NR) && g.o > 0 && is_x86_feature_detected!("avx512f")
+}
+
+/// The input pixels whose coordinates have residues (ry, rx) modulo the
+/// stride, which read the same kernel taps: `taps` as (ki, kj), and the
+/// weight for them packed as [c / NR][taps][o][NR].
+pub(super) struct PixelClass {
+    residue: [usize; 2],
+    taps: Vec<[usize; 2]>,
+    packed: Vec<f32>,
+}
+
+/// The stride's residue classes of input pixels, for [`input_grad_hwc`].
+pub(super) fn pixel_classes(g: &Geom, w: &[f32]) -> Vec<PixelClass> {
+    let ([sh, sw], [ph, pw], [dh, dw]) = (g.opts.stride, g.opts.padding, g.opts.dilation);
+    // Tap k reaches pixels with (pixel + padding - k * dilation) ≡ 0 (mod stride).
+    let reaches = |r: usize, pad: usize, k: usize, d: usize, s: usize| {
+        (r as isize + pad as isize - (k * d) as isize).rem_euclid(s as isize) == 0
+    };
+    let (c, o) = (g.c, g.o);
+    let mut classes = Vec::with_capacity(sh * sw);
+    for ry in 0..sh {
+        for rx in 0..sw {
+            let taps: Vec<[usize; 2]> = (0..g.kh)
+                .filter(|&ki| reaches(ry, ph, ki, dh, sh))
+                .flat_map(|ki| {
+                    (0..g.kw)
+                        .filter(move |&kj| reaches(rx, pw, kj, dw, sw))
+                        .map(move |kj| [ki, kj])
+                })
+                .collect();
+            let nt = taps.len();
+            let mut packed = vec![0.0; c * nt * o];
+            for (ti, &[ki, kj]) in taps.iter().enumerate() {
+                for oc in 0..o {
+                    for ci in 0..c {
+                        let (block, lane) = (ci / NR, ci % NR);
+                        packed[((block * nt + ti) * o + oc) * NR + lane] =
+                            w[((oc * c + ci) * g.kh + ki) * g.kw + kj];
+                    }
+                }
+            }
+            classes.push(PixelClass {
+                residue: [ry, rx],
+                taps,
+                packed,
+            });
+        }
+    }
+    classes
+}
+
+/// The input gradient of `count` images, channels-last: dx [count, h * w, c]
+/// from the output gradient `gy` [count, oh * ow, o] (channels-last, with a
+/// row of o zeros after it) and the pixel classes' packed weights. Every
+/// pixel of `dx` is written.
+pub(super) fn input_grad_hwc(
+    g: &Geom,
+    classes: &[PixelClass],
+    gy: &[f32],
+    count: usize,
+    dx: &mut [f32],
+) {
+    let (hw, ohw, c, o) = (g.h * g.w, g.ohw(), g.c, g.o);
+    let ([sh, sw], [ph, pw], [dh, dw]) = (g.opts.stride, g.opts.padding, g.opts.dilation);
+    let zero_row = count * ohw * o;
+    assert!(gy.len() >= zero_row + o && gy[zero_row..zero_row + o].iter().all(|&v| v == 0.0));
+    assert!(dx.len() == count * hw * c);
+    // The output position tap k of pixel i reads, along one axis.
+    let source = |i: usize, k: usize, pad: usize, d: usize, s: usize, n: usize| {
+        (i + pad)
+            .checked_sub(k * d)
+            .map(|v| v / s)
+            .filter(|&v| v < n)
+    };
+    for class in classes {
+        let [ry, rx] = class.residue;
+        let pixels: Vec<(usize, usize, usize)> = (0..count)
+            .flat_map(|img| {
+                (ry..g.h)
+                    .step_by(sh)
+                    .flat_map(move |iy| (rx..g.w).step_by(sw).map(move |ix| (img, iy, ix)))
+            })
+            .collect();
+        let nt = class.taps.len();
+        let mut offsets = vec![[zero_row; MR]; nt];
+        for block in pixels.chunks(MR) {
+            let mut out_rows = [0; MR];
+            for (i, &(img, iy, ix)) in block.iter().enumerate() {
+                out_rows[i] = (img * hw + iy * g.w + ix) * c;
+                for (off, &[ki, kj]) in offsets.iter_mut().zip(&class.taps) {
+                    let q = source(iy, ki, ph, dh, sh, g.oh).zip(source(ix, kj, pw, dw, sw, g.ow));
+                    off[i] = q.map_or(zero_row, |(oy, ox)| (img * ohw + oy * g.ow + ox) * o);
+                }
+            }
+            for off in offsets.iter_mut() {
+                off[block.len()..].fill(zero_row);
+            }
+            for cb in 0..c / NR {
+                // SAFETY: avx512f was detected (`usable_for_input_grad`).
+                // Every offset is a row of `gy` or its zero row, o floats
+                // inside it (asserted); the class's packed weight for block
+                // cb is nt * o * NR floats inside `packed`; each stored row
+                // out_rows[i] + cb * NR.. + NR is a pixel row inside `dx`
+                // (asserted size).
+                unsafe {
+                    kernel(
+                        &offsets,
+                        gy.as_ptr(),
+                        class.packed.as_ptr().add(cb * nt * o * NR),
+                        o,
+                        dx.as_mut_ptr().add(cb * NR),
+                        &out_rows,
+                        block.len(),
+                    );
+                }
+            }
+        }
     }
 }
