@@ -5,6 +5,11 @@
 //! about a dozen; the activations are larger than the caches, so passes are
 //! what costs.
 //!
+//! A rectifier after the affine map (ReLU, LeakyReLU: BatchNorm's usual
+//! company in a DCGAN) can ride along, [`Rectifier`]: applied in the forward
+//! pass, and its mask applied to the gradient inside the backward passes, so
+//! it costs no pass of its own either way.
+//!
 //! Every tensor is read as [n, c, s]: channels on axis 1 and s the product of
 //! the axes after it (1 for [n, c]).
 
@@ -134,61 +139,115 @@ pub fn channel_moments<T: Element>(x: &Tensor<T>) -> Result<(Vec<T>, Vec<T>)> {
     Ok((mean, var))
 }
 
-/// (x - mean) * scale + shift, per channel of x [n, c, ...].
-pub fn channel_affine<T: Element>(
-    x: &Tensor<T>,
-    mean: &[T],
-    scale: &[T],
-    shift: &[T],
-) -> Result<Tensor<T>> {
-    let dims @ [_, c, _] = ncs("batch_norm", x.shape())?;
-    for (what, v) in [("mean", mean), ("scale", scale), ("shift", shift)] {
-        per_channel("batch_norm", what, v, c)?;
+/// The affine map v = (x - mean) * scale + shift per channel, then
+/// optionally a leaky rectifier: v for v > 0, `slope` * v otherwise (slope 0
+/// is ReLU).
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelAffine<'a, T> {
+    pub mean: &'a [T],
+    pub scale: &'a [T],
+    pub shift: &'a [T],
+    pub slope: Option<T>,
+}
+
+impl<T: Element> ChannelAffine<'_, T> {
+    fn check(&self, op: &'static str, c: usize) -> Result<()> {
+        for (what, v) in [
+            ("mean", self.mean),
+            ("scale", self.scale),
+            ("shift", self.shift),
+        ] {
+            per_channel(op, what, v, c)?;
+        }
+        Ok(())
     }
+
+    /// g times the rectifier's derivative at x, for channel ch with the
+    /// rectifier's slope: g, or slope * g where the affine value is not
+    /// positive (as PyTorch's backward). Branch-free, so loops vectorise.
+    #[inline(always)]
+    fn masked(&self, ch: usize, slope: T) -> impl Fn(T, T) -> T {
+        let (m, k, b) = (self.mean[ch], self.scale[ch], self.shift[ch]);
+        move |g: T, v: T| {
+            let below = (v - m) * k + b <= T::zero();
+            if below {
+                g * slope
+            } else {
+                g
+            }
+        }
+    }
+}
+
+/// The forward of [`ChannelAffine`] over x [n, c, ...].
+pub fn channel_affine<T: Element>(x: &Tensor<T>, f: ChannelAffine<'_, T>) -> Result<Tensor<T>> {
+    let dims @ [_, c, _] = ncs("batch_norm", x.shape())?;
+    f.check("batch_norm", c)?;
     let x = x.contiguous();
     let xs = x.as_slice().expect("contiguous");
     let out = channel_map(xs, xs, dims, |a, _, o, ch| {
-        let (m, k, b) = (mean[ch], scale[ch], shift[ch]);
-        for (o, &v) in o.iter_mut().zip(a) {
-            *o = (v - m) * k + b;
+        let (m, k, b) = (f.mean[ch], f.scale[ch], f.shift[ch]);
+        match f.slope {
+            None => {
+                for (o, &v) in o.iter_mut().zip(a) {
+                    *o = (v - m) * k + b;
+                }
+            }
+            Some(slope) => {
+                for (o, &v) in o.iter_mut().zip(a) {
+                    let y = (v - m) * k + b;
+                    *o = if y > T::zero() { y } else { slope * y };
+                }
+            }
         }
     });
     Tensor::from_buffer(out, x.shape())
 }
 
-/// Per channel, Σ g and Σ g (x - mean) over every axis but 1: the bias and
+/// Per channel, Σ g' and Σ g' (x - mean) over every axis but 1, where g' is
+/// g times the rectifier's derivative (g itself without one): the bias and
 /// (times 1/std) weight gradients of batch normalisation.
 pub fn channel_grad_sums<T: Element>(
     g: &Tensor<T>,
     x: &Tensor<T>,
-    mean: &[T],
+    f: ChannelAffine<'_, T>,
 ) -> Result<(Vec<T>, Vec<T>)> {
     let dims @ [_, c, _] = ncs("batch_norm_backward", x.shape())?;
     same_shape(g, x)?;
-    per_channel("batch_norm_backward", "mean", mean, c)?;
+    f.check("batch_norm_backward", c)?;
     let (g, x) = (g.contiguous(), x.contiguous());
     let (gs, xs) = (
         g.as_slice().expect("contiguous"),
         x.as_slice().expect("contiguous"),
     );
     let sums = channel_sums(gs, xs, dims, |g, x, ch| {
-        let m = mean[ch];
-        [lane_sum(g, x, |g, _| g), lane_sum(g, x, |g, v| g * (v - m))]
+        let m = f.mean[ch];
+        match f.slope {
+            None => [lane_sum(g, x, |g, _| g), lane_sum(g, x, |g, v| g * (v - m))],
+            Some(slope) => {
+                let masked = f.masked(ch, slope);
+                [
+                    lane_sum(g, x, &masked),
+                    lane_sum(g, x, |g, v| masked(g, v) * (v - m)),
+                ]
+            }
+        }
     });
     Ok(sums.into_iter().map(|[a, b]| (T::of(a), T::of(b))).unzip())
 }
 
-/// g * a + (x - mean) * b + d, per channel: batch normalisation's input
-/// gradient for the right per-channel a, b and d.
+/// g' * a + (x - mean) * b + d per channel, g' as in [`channel_grad_sums`]:
+/// batch normalisation's input gradient for the right per-channel a, b, d.
 pub fn channel_grad_affine<T: Element>(
     g: &Tensor<T>,
     x: &Tensor<T>,
-    mean: &[T],
+    f: ChannelAffine<'_, T>,
     [a, b, d]: [&[T]; 3],
 ) -> Result<Tensor<T>> {
     let dims @ [_, c, _] = ncs("batch_norm_backward", x.shape())?;
     same_shape(g, x)?;
-    for v in [mean, a, b, d] {
+    f.check("batch_norm_backward", c)?;
+    for v in [a, b, d] {
         per_channel("batch_norm_backward", "a coefficient", v, c)?;
     }
     let (g, x) = (g.contiguous(), x.contiguous());
@@ -197,9 +256,19 @@ pub fn channel_grad_affine<T: Element>(
         x.as_slice().expect("contiguous"),
     );
     let out = channel_map(gs, xs, dims, |g, x, o, ch| {
-        let (m, a, b, d) = (mean[ch], a[ch], b[ch], d[ch]);
-        for ((o, &g), &v) in o.iter_mut().zip(g).zip(x) {
-            *o = g * a + (v - m) * b + d;
+        let (m, a, b, d) = (f.mean[ch], a[ch], b[ch], d[ch]);
+        match f.slope {
+            None => {
+                for ((o, &g), &v) in o.iter_mut().zip(g).zip(x) {
+                    *o = g * a + (v - m) * b + d;
+                }
+            }
+            Some(slope) => {
+                let masked = f.masked(ch, slope);
+                for ((o, &g), &v) in o.iter_mut().zip(g).zip(x) {
+                    *o = masked(g, v) * a + (v - m) * b + d;
+                }
+            }
         }
     });
     Tensor::from_buffer(out, x.shape())
@@ -235,15 +304,38 @@ mod tests {
         assert_eq!(mean, vec![1e6 + 3.0, 1e6 + 13.0, 1e6 + 23.0]);
         assert_eq!(var, vec![6.5; 3]);
         let g = Tensor::from_vec((0..12).map(|i| i as f64).collect(), &[2, 3, 2]).unwrap();
-        let (sg, sgx) = channel_grad_sums(&g, &x, &mean).unwrap();
+        let one = [1.0; 3];
+        let plain = ChannelAffine {
+            mean: &mean,
+            scale: &[1.0, 2.0, 0.5],
+            shift: &[0.0, 1.0, -1.0],
+            slope: None,
+        };
+        let (sg, sgx) = channel_grad_sums(&g, &x, plain).unwrap();
         // channel 0: g = 0, 1, 6, 7 at x - mean = -3, -2, 2, 3.
         assert_eq!((sg[0], sgx[0]), (14.0, 0.0 - 2.0 + 12.0 + 21.0));
-        let y = channel_affine(&x, &mean, &[1.0, 2.0, 0.5], &[0.0, 1.0, -1.0]).unwrap();
+        let y = channel_affine(&x, plain).unwrap();
         assert_eq!(y.get(&[1, 1, 1]).unwrap(), 3.0 * 2.0 + 1.0);
-        let one = [1.0; 3];
-        let dx = channel_grad_affine(&g, &x, &mean, [&one, &[0.0; 3], &one]).unwrap();
+        let dx = channel_grad_affine(&g, &x, plain, [&one, &[0.0; 3], &one]).unwrap();
         assert_eq!(dx.to_vec(), (1..13).map(|i| i as f64).collect::<Vec<_>>());
+        // With a rectifier of slope 0.5, channel 0's negative half (x below
+        // the mean, shift 0) is halved, forward and backward.
+        let rect = ChannelAffine {
+            slope: Some(0.5),
+            ..plain
+        };
+        let y = channel_affine(&x, rect).unwrap();
+        assert_eq!(y.get(&[0, 0, 0]).unwrap(), -1.5);
+        assert_eq!(y.get(&[1, 0, 1]).unwrap(), 3.0);
+        let (sg, sgx) = channel_grad_sums(&g, &x, rect).unwrap();
+        assert_eq!((sg[0], sgx[0]), (0.5 + 13.0, -1.0 + 33.0));
+        let dx = channel_grad_affine(&g, &x, rect, [&one, &[0.0; 3], &[0.0; 3]]).unwrap();
+        assert_eq!(dx.get(&[0, 0, 1]).unwrap(), 0.5);
         assert!(channel_moments(&Tensor::<f64>::zeros(&[4])).is_err());
-        assert!(channel_affine(&x, &mean[..2], &one, &one).is_err());
+        let short = ChannelAffine {
+            mean: &mean[..2],
+            ..plain
+        };
+        assert!(channel_affine(&x, short).is_err());
     }
 }

@@ -42,7 +42,14 @@ fn seeded() -> R {
     R::seed_from_u64(7)
 }
 
-fn batch_norm_case(name: &str, x_shape: &'static [usize], training: bool) -> Case {
+/// BatchNorm alone, or fused with a rectifier of `slope` (as Sequential
+/// runs a BatchNorm followed by ReLU or LeakyReLU).
+fn batch_norm_case(
+    name: &str,
+    x_shape: &'static [usize],
+    training: bool,
+    slope: Option<f64>,
+) -> Case {
     Case::new(
         name,
         move |rng| {
@@ -68,7 +75,11 @@ fn batch_norm_case(name: &str, x_shape: &'static [usize], training: bool) -> Cas
                     .set_value(uniform(&[c], 0.5, 2.0, &mut rng))?;
             }
             bn.set_training(training);
-            Ok(ag(bn.forward(&x[0]))?.square())
+            let y = match slope {
+                Some(s) => bn.forward_rectified(&x[0], s),
+                None => bn.forward(&x[0]),
+            };
+            Ok(ag(y)?.square())
         },
     )
 }
@@ -135,9 +146,21 @@ pub fn all() -> Vec<Case> {
                 Ok(ag(m.forward(&x[0]))?.square())
             },
         ),
-        batch_norm_case("nn.BatchNorm1d (train)", &[5, 3], true),
-        batch_norm_case("nn.BatchNorm2d (train)", &[3, 2, 2, 3], true),
-        batch_norm_case("nn.BatchNorm2d (eval)", &[3, 2, 2, 3], false),
+        batch_norm_case("nn.BatchNorm1d (train)", &[5, 3], true, None),
+        batch_norm_case("nn.BatchNorm2d (train)", &[3, 2, 2, 3], true, None),
+        batch_norm_case("nn.BatchNorm2d (eval)", &[3, 2, 2, 3], false, None),
+        batch_norm_case(
+            "nn.BatchNorm2d+ReLU (train)",
+            &[3, 2, 2, 3],
+            true,
+            Some(0.0),
+        ),
+        batch_norm_case(
+            "nn.BatchNorm2d+LeakyReLU (train)",
+            &[3, 2, 2, 3],
+            true,
+            Some(0.2),
+        ),
         Case::new(
             "nn.LayerNorm",
             |rng| {

@@ -26,6 +26,24 @@ pub trait Module<T: Element = f32>: Send + Sync {
     /// Switches training-dependent behaviour (BatchNorm, Dropout) on or off.
     fn set_training(&self, _training: bool) {}
 
+    /// For a leaky rectifier layer (ReLU: 0, LeakyReLU: its slope), the
+    /// slope below zero, so that a container can fuse it into the layer
+    /// before it with [`Module::forward_rectified`].
+    fn rectifier_slope(&self) -> Option<f64> {
+        None
+    }
+
+    /// `forward` followed by a leaky rectifier of `slope`, which a layer may
+    /// fuse (BatchNorm does); the same values and gradients as the two in
+    /// turn.
+    fn forward_rectified(&self, x: &Var<T>, slope: f64) -> Result<Var<T>> {
+        let y = self.forward(x)?;
+        Ok(match slope {
+            0.0 => y.relu(),
+            s => y.leaky_relu(T::of(s)),
+        })
+    }
+
     /// Parameters with their dotted names.
     fn named_parameters(&self) -> Vec<(String, Var<T>)> {
         let mut out = Vec::new();

@@ -2,7 +2,8 @@
 
 use deepgen_nn::{
     init, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
-    Dropout, Embedding, Flatten, LayerNorm, Linear, Module, Sequential, Tensor, Unflatten, Var,
+    Dropout, Embedding, Flatten, LayerNorm, LeakyRelu, Linear, Module, Relu, Sequential, Tensor,
+    Unflatten, Var,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -48,6 +49,70 @@ fn batch_norm_updates_running_statistics_as_pytorch() {
         bn.forward(&input(&[1, 2])).is_err(),
         "one value per channel cannot train"
     );
+}
+
+#[test]
+fn sequential_fuses_batch_norm_and_a_rectifier_without_changing_results() {
+    // Sequential runs BatchNorm + ReLU / LeakyReLU as one op in training
+    // mode: outputs, input and parameter gradients, and running statistics
+    // match the two layers run one after the other.
+    for slope in [0.0, 0.2] {
+        let rect = |y: Var<f64>| match slope {
+            0.0 => Relu.forward(&y),
+            s => LeakyRelu::new(s).forward(&y),
+        };
+        let make = || BatchNorm::<f64>::new2d(3, BatchNormConfig::default());
+        let (fused, alone) = (make(), make());
+        for bn in [&fused, &alone] {
+            bn.weight
+                .as_ref()
+                .unwrap()
+                .set_value(Tensor::from_vec(vec![0.5, 1.5, -1.0], &[3]).unwrap())
+                .unwrap();
+            bn.bias
+                .as_ref()
+                .unwrap()
+                .set_value(Tensor::from_vec(vec![0.1, -0.2, 0.3], &[3]).unwrap())
+                .unwrap();
+        }
+        let running = [fused.running_mean.clone(), fused.running_var.clone()];
+        let net = Sequential::new().add(fused);
+        let net = match slope {
+            0.0 => net.add(Relu),
+            s => net.add(LeakyRelu::new(s)),
+        };
+        let x = Var::parameter(input(&[4, 3, 2, 5]).value());
+        let x2 = Var::parameter(x.value());
+        let (a, b) = (
+            net.forward(&x).unwrap(),
+            rect(alone.forward(&x2).unwrap()).unwrap(),
+        );
+        assert_eq!(a.op_name(), Some("batch_norm"), "fused into one op");
+        let close = |p: &[f64], q: &[f64]| p.iter().zip(q).all(|(u, v)| (u - v).abs() < 1e-12);
+        assert!(close(&a.value().to_vec(), &b.value().to_vec()));
+        let w = Var::constant(input(&[4, 3, 2, 5]).value());
+        a.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+        b.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(close(
+            &x.grad().unwrap().to_vec(),
+            &x2.grad().unwrap().to_vec()
+        ));
+        let params = |m: &dyn Module<f64>| {
+            m.parameters()
+                .iter()
+                .map(|p| p.grad().unwrap().to_vec())
+                .collect::<Vec<_>>()
+        };
+        for (p, q) in params(&net).iter().zip(params(&alone)) {
+            assert!(close(p, &q));
+        }
+        for (p, q) in [
+            (&running[0], &alone.running_mean),
+            (&running[1], &alone.running_var),
+        ] {
+            assert!(close(&p.value().to_vec(), &q.value().to_vec()));
+        }
+    }
 }
 
 #[test]

@@ -337,6 +337,17 @@ pub fn all() -> Vec<Case> {
             },
         ),
         Case::new(
+            "batch_norm_leaky",
+            |rng| {
+                let x = view(&[3, 2, 2, 3], rng, normal);
+                vec![x, normal(&[2], rng), normal(&[2], rng)]
+            },
+            |x| {
+                let y = x[0].batch_norm_rectified(Some(&x[1]), Some(&x[2]), 1e-5, Some(0.2))?;
+                y.y.mul(&y.y)?.mul(&y.y)
+            },
+        ),
+        Case::new(
             "batch_norm_plain",
             |rng| vec![view(&[5, 3], rng, normal)],
             |x| {

@@ -1,4 +1,6 @@
-//! Batch normalisation with batch statistics, as one op. Its first-order
+//! Batch normalisation with batch statistics, as one op, optionally with a
+//! leaky rectifier after it (ReLU, LeakyReLU) that costs no pass of its own.
+//! Its first-order
 //! backward runs the fused per-channel kernels; when the backward itself is
 //! recorded (`create_graph`, as a gradient penalty through a critic with
 //! BatchNorm needs), it is written in Var ops like every other backward, so
@@ -29,6 +31,19 @@ impl<T: Element> Var<T> {
         bias: Option<&Var<T>>,
         eps: f64,
     ) -> Result<BatchNormOutput<T>> {
+        self.batch_norm_rectified(weight, bias, eps, None)
+    }
+
+    /// [`Var::batch_norm`] followed by a leaky rectifier of slope `slope`
+    /// (`Some(0)`: `.relu()`, `Some(s)`: `.leaky_relu(s)`), fused: the same
+    /// values and gradients as the two ops in turn.
+    pub fn batch_norm_rectified(
+        &self,
+        weight: Option<&Var<T>>,
+        bias: Option<&Var<T>>,
+        eps: f64,
+        slope: Option<T>,
+    ) -> Result<BatchNormOutput<T>> {
         let shape = self.shape();
         let x = self.value();
         let (mean, var) = k::channel_moments(&x)?;
@@ -53,17 +68,30 @@ impl<T: Element> Var<T> {
             None => invstd.clone(),
         };
         let shift = bias.map_or_else(|| vec![T::zero(); c], |b| b.value().to_vec());
-        let y = k::channel_affine(&x, &mean, &scale, &shift)?;
+        let f = k::ChannelAffine {
+            mean: &mean,
+            scale: &scale,
+            shift: &shift,
+            slope,
+        };
+        let y = k::channel_affine(&x, f)?;
         let mut inputs = vec![self.clone()];
         inputs.extend(weight.cloned());
         inputs.extend(bias.cloned());
         let (has_weight, saved_mean) = (weight.is_some(), mean.clone());
         let y = Var::from_op("batch_norm", y, inputs, move |ctx| {
             if is_grad_enabled() {
-                return recorded_backward(ctx.inputs, ctx.grad, has_weight, eps, |i| ctx.needs(i));
+                let rectified = slope.map(|s| (s, shift.as_slice()));
+                return recorded_backward(ctx, has_weight, eps, rectified);
             }
             let (x, g) = (ctx.inputs[0].value(), ctx.grad.value());
-            let (sum_g, sum_gx) = k::channel_grad_sums(&g, &x, &saved_mean)?;
+            let f = k::ChannelAffine {
+                mean: &saved_mean,
+                scale: &scale,
+                shift: &shift,
+                slope,
+            };
+            let (sum_g, sum_gx) = k::channel_grad_sums(&g, &x, f)?;
             let count = T::of(x.numel() as f64 / c.max(1) as f64);
             let mut grads = Vec::with_capacity(ctx.inputs.len());
             grads.push(if ctx.needs(0) {
@@ -74,7 +102,7 @@ impl<T: Element> Var<T> {
                     .map(|i| -s[i] * invstd[i] * invstd[i] * sum_gx[i] / count)
                     .collect();
                 let d: Vec<T> = (0..c).map(|i| -s[i] * sum_g[i] / count).collect();
-                let dx = k::channel_grad_affine(&g, &x, &saved_mean, [s, &b, &d])?;
+                let dx = k::channel_grad_affine(&g, &x, f, [s, &b, &d])?;
                 Some(Var::constant(dx))
             } else {
                 None
@@ -98,15 +126,16 @@ impl<T: Element> Var<T> {
     }
 }
 
-/// The backward of [`Var::batch_norm`] in Var ops, recomputing the
-/// statistics from x so that their dependence on x is recorded too.
+/// The backward of [`Var::batch_norm_rectified`] in Var ops, recomputing
+/// the statistics from x so that their dependence on x is recorded too.
+/// `rectified`: the slope and the per-channel shift (bias) of the forward.
 fn recorded_backward<T: Element>(
-    inputs: &[Var<T>],
-    g: &Var<T>,
+    ctx: &crate::Ctx<'_, T>,
     has_weight: bool,
     eps: f64,
-    needs: impl Fn(usize) -> bool,
+    rectified: Option<(T, &[T])>,
 ) -> Result<Vec<Option<Var<T>>>> {
+    let (inputs, needs) = (ctx.inputs, |i| ctx.needs(i));
     let x = &inputs[0];
     let shape = x.shape();
     let mut channel_shape = vec![1; shape.len()];
@@ -119,11 +148,28 @@ fn recorded_backward<T: Element>(
         .add_scalar(T::of(eps))
         .powf(T::of(-0.5));
     let xhat = centred.mul(&invstd)?;
+    let weight = has_weight
+        .then(|| inputs[1].reshape(&channel_shape))
+        .transpose()?;
+    // Through the rectifier first: its mask depends on the sign of the
+    // normalised value, which the recorded graph sees as a constant.
+    let g = match rectified {
+        None => ctx.grad.clone(),
+        Some((slope, shift)) => {
+            let mut y = match &weight {
+                Some(w) => xhat.mul(w)?,
+                None => xhat.clone(),
+            };
+            let shift = Tensor::from_vec(shift.to_vec(), &channel_shape)?;
+            y = y.add(&Var::constant(shift))?;
+            ctx.grad.masked_by_sign(&y, slope)?
+        }
+    };
     let mut grads = Vec::with_capacity(inputs.len());
     grads.push(if needs(0) {
-        let gw = match has_weight {
-            true => g.mul(&inputs[1].reshape(&channel_shape)?)?,
-            false => g.clone(),
+        let gw = match &weight {
+            Some(w) => g.mul(w)?,
+            None => g.clone(),
         };
         let mean_gw = gw.mean(&axes, true)?;
         let mean_gwx = gw.mul(&xhat)?.mean(&axes, true)?;

@@ -16,10 +16,20 @@ macro_rules! activation {
     };
 }
 
-activation!(
-    /// max(x, 0)
-    Relu, |x| x.relu()
-);
+/// max(x, 0)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Relu;
+
+impl<T: Element> Module<T> for Relu {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+        Ok(x.relu())
+    }
+
+    fn rectifier_slope(&self) -> Option<f64> {
+        Some(0.0)
+    }
+}
+
 activation!(
     /// 1 / (1 + e^-x)
     Sigmoid, |x| x.sigmoid()
@@ -50,5 +60,9 @@ impl LeakyRelu {
 impl<T: Element> Module<T> for LeakyRelu {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         Ok(x.leaky_relu(T::of(self.slope)))
+    }
+
+    fn rectifier_slope(&self) -> Option<f64> {
+        Some(self.slope)
     }
 }

@@ -74,8 +74,10 @@ impl<T: Element> BatchNorm<T> {
     }
 }
 
-impl<T: Element> Module<T> for BatchNorm<T> {
-    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+impl<T: Element> BatchNorm<T> {
+    /// The forward pass, then a leaky rectifier of `slope` when given (fused
+    /// into the batch-statistics op in training mode).
+    fn normalise(&self, x: &Var<T>, slope: Option<T>) -> Result<Var<T>> {
         let shape = x.shape();
         let c = self.running_mean.numel();
         if !self.ranks.contains(&shape.len()) || shape[1] != c {
@@ -99,7 +101,8 @@ impl<T: Element> Module<T> for BatchNorm<T> {
                     ),
                 });
             }
-            let out = x.batch_norm(self.weight.as_ref(), self.bias.as_ref(), self.config.eps)?;
+            let (w, b) = (self.weight.as_ref(), self.bias.as_ref());
+            let out = x.batch_norm_rectified(w, b, self.config.eps, slope)?;
             let n = self.num_batches_tracked.fetch_add(1, Ordering::Relaxed) + 1;
             let m = self.config.momentum.unwrap_or(1.0 / n as f64);
             let unbiased = count as f64 / (count - 1) as f64;
@@ -127,7 +130,21 @@ impl<T: Element> Module<T> for BatchNorm<T> {
         if let Some(b) = &self.bias {
             y = y.add(&b.reshape(&channel_shape)?)?;
         }
-        Ok(y)
+        Ok(match slope {
+            None => y,
+            Some(s) if s == T::zero() => y.relu(),
+            Some(s) => y.leaky_relu(s),
+        })
+    }
+}
+
+impl<T: Element> Module<T> for BatchNorm<T> {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
+        self.normalise(x, None)
+    }
+
+    fn forward_rectified(&self, x: &Var<T>, slope: f64) -> Result<Var<T>> {
+        self.normalise(x, Some(T::of(slope)))
     }
 
     fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {

@@ -44,10 +44,20 @@ impl<T: Element> Sequential<T> {
 }
 
 impl<T: Element> Module<T> for Sequential<T> {
+    /// Runs the layers in order; a layer followed by a rectifier (ReLU,
+    /// LeakyReLU) runs the pair through [`Module::forward_rectified`], which
+    /// BatchNorm fuses.
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         let mut h = x.clone();
-        for layer in &self.layers {
-            h = layer.forward(&h)?;
+        let mut layers = self.layers.iter().peekable();
+        while let Some(layer) = layers.next() {
+            h = match layers.peek().and_then(|next| next.rectifier_slope()) {
+                Some(slope) => {
+                    layers.next();
+                    layer.forward_rectified(&h, slope)?
+                }
+                None => layer.forward(&h)?,
+            };
         }
         Ok(h)
     }
