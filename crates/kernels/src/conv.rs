@@ -652,16 +652,28 @@ fn conv2d_weight_grad_direct(g: &Geom, xs: &[f32], gs: &[f32], w: &mut [f32]) {
         direct::weight_grad_hwc(g, &table, &hwc, gy, count, &mut acc);
         slot[0] = Some(acc);
     });
-    let mut parts = partials.into_iter().flatten();
-    let mut sum = parts.next().unwrap_or_else(|| Buffer::filled(size, 0.0));
-    for p in parts {
-        for (s, &v) in sum.iter_mut().zip(p.iter()) {
-            *s += v;
+    // Sum the partials and permute each output channel's [taps, c] to
+    // [c, taps], in parallel over output channels (on 2 threads this was a
+    // tenth of the kernel when left to one).
+    let parts: Vec<Buffer<f32>> = partials.into_iter().flatten().collect();
+    if parts.is_empty() {
+        w.fill(0.0); // an empty batch
+        return;
+    }
+    let (ckk, per) = (g.ckk(), g.o.div_ceil(crate::par::threads() * 4));
+    crate::par::for_each_chunk(w, per * ckk, |i, block| {
+        let mut sum = vec![0.0; ckk];
+        for (j, dst) in block.chunks_exact_mut(ckk).enumerate() {
+            let at = (i * per + j) * ckk;
+            sum.copy_from_slice(&parts[0][at..at + ckk]);
+            for p in &parts[1..] {
+                for (s, &v) in sum.iter_mut().zip(&p[at..at + ckk]) {
+                    *s += v;
+                }
+            }
+            transpose(&sum, g.taps(), g.c, dst);
         }
-    }
-    for (src, dst) in sum.chunks_exact(g.ckk()).zip(w.chunks_exact_mut(g.ckk())) {
-        transpose(src, g.taps(), g.c, dst);
-    }
+    });
 }
 
 /// [`conv2d_input_grad`] through the direct kernel: each task takes its

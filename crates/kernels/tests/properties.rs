@@ -748,6 +748,11 @@ fn f32_convolutions_with_many_channels_match_naive_loops() {
         for (g, w) in got.to_vec().iter().zip(&want) {
             assert!((*g as f64 - w).abs() <= 1e-5 * bound, "{g} vs {w}");
         }
+        // An empty batch has a zero weight gradient.
+        let empty = Tensor::<f32>::zeros(&[0, xs[1], xs[2], xs[3]]);
+        let gy0 = Tensor::<f32>::zeros(&[0, shape[1], shape[2], shape[3]]);
+        let gw0 = k::conv2d_weight_grad(&empty, &gy0, opts, [ws[2], ws[3]]).unwrap();
+        assert!(gw0.to_vec().iter().all(|&v| v == 0.0));
         // And the input gradient.
         let want = k::conv2d_input_grad(&y64, &w, opts, [xs[2], xs[3]])
             .unwrap()
