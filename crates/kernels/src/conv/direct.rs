@@ -214,7 +214,14 @@ unsafe fn weight_kernel(
     rows: usize,
 ) {
     let mut sum = [[_mm512_setzero_ps(); 2]; MR];
-    for (&ao, &bo) in a_off.iter().zip(b_off) {
+    // The patch rows jump around the image, which the hardware prefetcher
+    // does not follow: fetch a few positions ahead.
+    const AHEAD: usize = 6;
+    for (j, (&ao, &bo)) in a_off.iter().zip(b_off).enumerate() {
+        if let Some(&next) = b_off.get(j + AHEAD) {
+            _mm_prefetch::<_MM_HINT_T0>(x.add(next).cast());
+            _mm_prefetch::<_MM_HINT_T0>(x.add(next + 16).cast());
+        }
         let b0 = _mm512_loadu_ps(x.add(bo));
         let b1 = _mm512_loadu_ps(x.add(bo + 16));
         for i in 0..MR {
