@@ -642,36 +642,25 @@ fn conv2d_direct(g: &Geom, xs: &[f32], ws: &[f32], out: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 fn conv2d_weight_grad_direct(g: &Geom, xs: &[f32], gs: &[f32], w: &mut [f32]) {
     let table = g.tap_table();
-    let (step, size, per_out) = (images_per_task(g), g.o * g.ckk(), g.o * g.ohw());
-    let mut partials: Vec<Option<Buffer<f32>>> = (0..g.n.div_ceil(step)).map(|_| None).collect();
-    crate::par::for_each_chunk(&mut partials, 1, |t, slot| {
-        let count = step.min(g.n - t * step);
-        let hwc = channels_last(xs, g.c, g.h * g.w, t * step, count);
-        let mut acc = Buffer::filled(size, 0.0);
-        let gy = &gs[t * step * per_out..][..count * per_out];
-        direct::weight_grad_hwc(g, &table, &hwc, gy, count, &mut acc);
-        slot[0] = Some(acc);
+    let (hw, c, taps, ckk) = (g.h * g.w, g.c, g.taps(), g.ckk());
+    // The whole batch channels-last (with the zero row), in parallel over images.
+    let mut hwc = Buffer::for_overwrite(g.n * hw * c + c);
+    hwc[g.n * hw * c..].fill(0.0);
+    let step = direct_images_per_task(g);
+    crate::par::for_each_chunk(&mut hwc[..g.n * hw * c], step * hw * c, |t, dst| {
+        for (i, img) in dst.chunks_exact_mut(hw * c).enumerate() {
+            transpose(&xs[(t * step + i) * g.chw()..][..g.chw()], c, hw, img);
+        }
     });
-    // Sum the partials and permute each output channel's [taps, c] to
-    // [c, taps], in parallel over output channels (on 2 threads this was a
-    // tenth of the kernel when left to one).
-    let parts: Vec<Buffer<f32>> = partials.into_iter().flatten().collect();
-    if parts.is_empty() {
-        w.fill(0.0); // an empty batch
-        return;
-    }
-    let (ckk, per) = (g.ckk(), g.o.div_ceil(crate::par::threads() * 4));
-    crate::par::for_each_chunk(w, per * ckk, |i, block| {
-        let mut sum = vec![0.0; ckk];
-        for (j, dst) in block.chunks_exact_mut(ckk).enumerate() {
-            let at = (i * per + j) * ckk;
-            sum.copy_from_slice(&parts[0][at..at + ckk]);
-            for p in &parts[1..] {
-                for (s, &v) in sum.iter_mut().zip(&p[at..at + ckk]) {
-                    *s += v;
-                }
-            }
-            transpose(&sum, g.taps(), g.c, dst);
+    // Threads split the output channels, each summing over the whole batch
+    // into its own rows [rows, taps, c]; then each row is permuted to
+    // [c, taps] in place of w.
+    let rows = 8 * g.o.div_ceil(8 * crate::par::threads() * 4).max(1);
+    crate::par::for_each_chunk(w, rows * ckk, |t, block| {
+        let mut acc = vec![0.0; block.len()];
+        direct::weight_grad_hwc(g, &table, &hwc, gs, g.n, t * rows, &mut acc);
+        for (src, dst) in acc.chunks_exact(ckk).zip(block.chunks_exact_mut(ckk)) {
+            transpose(src, taps, c, dst);
         }
     });
 }

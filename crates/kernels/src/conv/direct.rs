@@ -141,18 +141,24 @@ pub(super) fn usable_for_weight_grad(g: &Geom) -> bool {
 /// pixel, ci]. `hwc` holds the images channels-last with the zero row after
 /// them, as for [`conv2d_hwc`]; `gy` is their output gradient [count, o,
 /// oh * ow].
+///
+/// Only output channels `first..first + acc.len() / (kh * kw * c)` are
+/// summed, into `acc`'s rows for them, so that threads can split the
+/// output channels without partial sums.
 pub(super) fn weight_grad_hwc(
     g: &Geom,
     table: &[Option<usize>],
     hwc: &[f32],
     gy: &[f32],
     count: usize,
+    first: usize,
     acc: &mut [f32],
 ) {
     let (hw, taps, c, ohw, o) = (g.h * g.w, g.taps(), g.c, g.ohw(), g.o);
     let zero_row = count * hw * c;
+    let end = first + acc.len() / (taps * c).max(1);
     assert!(hwc.len() >= zero_row + c && hwc[zero_row..zero_row + c].iter().all(|&v| v == 0.0));
-    assert!(gy.len() == count * o * ohw && acc.len() == o * taps * c);
+    assert!(gy.len() == count * o * ohw && end <= o && acc.len() == (end - first) * taps * c);
     let positions = count * ohw;
     // Positions in chunks whose patches and gradients stay in L2 while every
     // (tap, output block, channel block) tile sums over them.
@@ -172,11 +178,11 @@ pub(super) fn weight_grad_hwc(
         }
         for t in 0..taps {
             let b_off = &b_off[t * (c1 - c0)..][..c1 - c0];
-            for o0 in (0..o).step_by(MR) {
-                let rows = MR.min(o - o0);
-                // Rows past o repeat the last one; their sums are not stored.
+            for o0 in (first..end).step_by(MR) {
+                let rows = MR.min(end - o0);
+                // Rows past the range repeat its last; their sums are not stored.
                 let arows: [*const f32; MR] =
-                    std::array::from_fn(|i| gy[(o0 + i).min(o - 1) * ohw..].as_ptr());
+                    std::array::from_fn(|i| gy[(o0 + i).min(end - 1) * ohw..].as_ptr());
                 for cb in (0..c).step_by(NR) {
                     // SAFETY: avx512f was detected. a_off + row * ohw stays
                     // inside `gy` (position p of image img, row < o); every
@@ -190,7 +196,7 @@ pub(super) fn weight_grad_hwc(
                             &a_off,
                             b_off,
                             hwc.as_ptr().add(cb),
-                            acc.as_mut_ptr().add((o0 * taps + t) * c + cb),
+                            acc.as_mut_ptr().add(((o0 - first) * taps + t) * c + cb),
                             taps * c,
                             rows,
                         );
