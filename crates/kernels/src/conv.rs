@@ -303,15 +303,7 @@ fn transpose<T: Element>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
     #[cfg(target_arch = "x86_64")]
     if T::DTYPE == DType::F32 {
-        // SAFETY: T is f32 (Element is sealed and DTYPE says so), so the
-        // casts are identities.
-        let (src, dst) = unsafe {
-            (
-                std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), src.len()),
-                std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<f32>(), dst.len()),
-            )
-        };
-        return transpose_f32_sse(src, rows, cols, dst);
+        return transpose_f32_sse(as_f32(src), rows, cols, as_f32_mut(dst));
     }
     transpose_tail(src, rows, cols, dst, 0, 0);
 }
@@ -549,10 +541,7 @@ pub fn conv2d<T: Element>(x: &Tensor<T>, w: &Tensor<T>, opts: Conv2dOptions) -> 
     }
     #[cfg(target_arch = "x86_64")]
     if T::DTYPE == DType::F32 && direct::usable(&g) {
-        // SAFETY: T is f32 (Element is sealed and DTYPE says so), so the
-        // cast is an identity.
-        let ys = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
-        conv2d_direct(&g, as_f32(xs), as_f32(ws), ys);
+        conv2d_direct(&g, as_f32(xs), as_f32(ws), as_f32_mut(&mut out));
         return Tensor::from_buffer(out, &[g.n, g.o, g.oh, g.ow]);
     }
     let step = images_per_task(&g);
@@ -614,6 +603,14 @@ fn as_f32<T: Element>(s: &[T]) -> &[f32] {
     assert_eq!(T::DTYPE, DType::F32);
     // SAFETY: T is f32 (Element is sealed and DTYPE says so).
     unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), s.len()) }
+}
+
+/// [`as_f32`] for a mutable slice.
+#[cfg(target_arch = "x86_64")]
+fn as_f32_mut<T: Element>(s: &mut [T]) -> &mut [f32] {
+    assert_eq!(T::DTYPE, DType::F32);
+    // SAFETY: T is f32 (Element is sealed and DTYPE says so).
+    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast(), s.len()) }
 }
 
 /// [`conv2d`] through the direct kernel: each task takes its images
@@ -723,10 +720,7 @@ pub fn conv2d_input_grad<T: Element>(
     }
     #[cfg(target_arch = "x86_64")]
     if T::DTYPE == DType::F32 && direct::usable_for_input_grad(&g) {
-        // SAFETY: T is f32 (Element is sealed and DTYPE says so), so the
-        // cast is an identity.
-        let xs = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
-        conv2d_input_grad_direct(&g, as_f32(gs), as_f32(ws), xs);
+        conv2d_input_grad_direct(&g, as_f32(gs), as_f32(ws), as_f32_mut(&mut out));
         return Tensor::from_buffer(out, &shape);
     }
     let step = images_per_task(&g);
@@ -783,10 +777,7 @@ pub fn conv2d_weight_grad<T: Element>(
     #[cfg(target_arch = "x86_64")]
     if T::DTYPE == DType::F32 && direct::usable_for_weight_grad(&g) {
         let mut w = Buffer::<T>::for_overwrite(size);
-        // SAFETY: T is f32 (Element is sealed and DTYPE says so), so the
-        // cast is an identity.
-        let ws = unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr().cast(), w.len()) };
-        conv2d_weight_grad_direct(&g, as_f32(xs), as_f32(gs), ws);
+        conv2d_weight_grad_direct(&g, as_f32(xs), as_f32(gs), as_f32_mut(&mut w));
         return Tensor::from_buffer(w, &shape);
     }
     let step = images_per_task(&g);

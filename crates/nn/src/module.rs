@@ -14,6 +14,16 @@ pub enum Slot<'a, T: Element> {
     Counter(&'a AtomicI64),
 }
 
+/// A leaky rectifier of `slope`: `relu` for 0, `leaky_relu` otherwise (the
+/// ops the ReLU and LeakyReLU layers run).
+pub(crate) fn rectify<T: Element>(y: &Var<T>, slope: T) -> Var<T> {
+    if slope == T::zero() {
+        y.relu()
+    } else {
+        y.leaky_relu(slope)
+    }
+}
+
 /// A layer or a network: maps a Var to a Var and names its state as PyTorch does.
 pub trait Module<T: Element = f32>: Send + Sync {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>>;
@@ -37,11 +47,7 @@ pub trait Module<T: Element = f32>: Send + Sync {
     /// fuse (BatchNorm does); the same values and gradients as the two in
     /// turn.
     fn forward_rectified(&self, x: &Var<T>, slope: f64) -> Result<Var<T>> {
-        let y = self.forward(x)?;
-        Ok(match slope {
-            0.0 => y.relu(),
-            s => y.leaky_relu(T::of(s)),
-        })
+        Ok(rectify(&self.forward(x)?, T::of(slope)))
     }
 
     /// Parameters with their dotted names.

@@ -45,7 +45,8 @@ impl<T: Element> Var<T> {
         slope: Option<T>,
     ) -> Result<BatchNormOutput<T>> {
         let shape = self.shape();
-        let x = self.value();
+        // Contiguous once here: each kernel below would copy a strided view.
+        let x = self.value().contiguous();
         let (mean, var) = k::channel_moments(&x)?;
         let c = mean.len();
         for p in [weight, bias].into_iter().flatten() {
@@ -84,7 +85,10 @@ impl<T: Element> Var<T> {
                 let rectified = slope.map(|s| (s, shift.as_slice()));
                 return recorded_backward(ctx, has_weight, eps, rectified);
             }
-            let (x, g) = (ctx.inputs[0].value(), ctx.grad.value());
+            let (x, g) = (
+                ctx.inputs[0].value().contiguous(),
+                ctx.grad.value().contiguous(),
+            );
             let f = k::ChannelAffine {
                 mean: &saved_mean,
                 scale: &scale,

@@ -54,6 +54,8 @@ pub(super) fn conv2d_hwc(
     assert!(packed.len() == g.o * taps * c && out.len() == count * ohw * g.o);
     let positions = count * ohw;
     let blocks = g.o / NR;
+    // Output rows of a tile: consecutive positions, o floats apart.
+    let tile_rows: [usize; MR] = std::array::from_fn(|i| i * g.o);
     // Positions in chunks whose patches stay in L2 while every output block
     // runs over them; each output block's weight (taps * c * NR floats,
     // 256 KiB for 128 channels) is read once per chunk.
@@ -80,7 +82,6 @@ pub(super) fn conv2d_hwc(
                 // floats inside `packed`; rows p0.. of `out` up to
                 // `positions`, columns block * NR.. + NR, lie inside it
                 // (asserted sizes).
-                let out_rows = std::array::from_fn(|i| i * g.o);
                 unsafe {
                     kernel(
                         &offsets[b * taps..][..taps],
@@ -88,7 +89,7 @@ pub(super) fn conv2d_hwc(
                         packed.as_ptr().add(block * taps * c * NR),
                         c,
                         out.as_mut_ptr().add(p0 * g.o + block * NR),
-                        &out_rows,
+                        &tile_rows,
                         MR.min(c1 - p0),
                     );
                 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use crate::module::Slot;
+use crate::module::{rectify, Slot};
 use crate::{Element, Error, Module, Result, Tensor, Var};
 
 /// BatchNorm settings, with PyTorch's defaults.
@@ -132,8 +132,7 @@ impl<T: Element> BatchNorm<T> {
         }
         Ok(match slope {
             None => y,
-            Some(s) if s == T::zero() => y.relu(),
-            Some(s) => y.leaky_relu(s),
+            Some(s) => rectify(&y, s),
         })
     }
 }
