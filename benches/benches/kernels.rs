@@ -69,6 +69,14 @@ fn elementwise(c: &mut Criterion) {
     g.bench_function("sigmoid_1M", |b| {
         b.iter(|| black_box(deepgen_kernels::sigmoid(&x)))
     });
+    // A scalar captured by reference once kept this loop scalar and
+    // branchy (17x slower than a copy); it should run at copy speed.
+    g.bench_function("leaky_relu_1M", |b| {
+        b.iter(|| black_box(deepgen_kernels::leaky_relu(&x, 0.2)))
+    });
+    g.bench_function("mul_scalar_1M", |b| {
+        b.iter(|| black_box(deepgen_kernels::mul_scalar(&x, 0.5)))
+    });
     g.finish();
 }
 

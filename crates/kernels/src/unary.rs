@@ -18,7 +18,10 @@ pub fn map_slices<T: Element>(x: &Tensor<T>, f: impl Fn(&[T], &mut [T]) + Sync) 
     Tensor::from_buffer(out, x.shape()).expect("same shape")
 }
 
-/// Applies `f` to every element.
+/// Applies `f` to every element. A closure that uses a scalar should own it
+/// (`move`): one captured by reference is reloaded on every element, as
+/// the output might alias it, and the loop stays scalar (leaky_relu ran
+/// 17x slower so).
 pub fn map<T: Element>(x: &Tensor<T>, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
     map_slices(x, |s, o| {
         for (o, &v) in o.iter_mut().zip(s) {
@@ -66,7 +69,7 @@ pub fn relu<T: Element>(x: &Tensor<T>) -> Tensor<T> {
 
 /// x for x > 0, slope * x otherwise.
 pub fn leaky_relu<T: Element>(x: &Tensor<T>, slope: T) -> Tensor<T> {
-    map(x, |v| if v > T::zero() { v } else { slope * v })
+    map(x, move |v| if v > T::zero() { v } else { slope * v })
 }
 
 pub fn exp<T: Element>(x: &Tensor<T>) -> Tensor<T> {
@@ -98,20 +101,20 @@ pub fn powf<T: Element>(x: &Tensor<T>, p: T) -> Tensor<T> {
     if p == T::of(2.0) {
         return square(x);
     }
-    map(x, |v| v.powf(p))
+    map(x, move |v| v.powf(p))
 }
 
 pub fn add_scalar<T: Element>(x: &Tensor<T>, s: T) -> Tensor<T> {
-    map(x, |v| v + s)
+    map(x, move |v| v + s)
 }
 
 pub fn mul_scalar<T: Element>(x: &Tensor<T>, s: T) -> Tensor<T> {
-    map(x, |v| v * s)
+    map(x, move |v| v * s)
 }
 
 /// Clamps to [lo, hi].
 pub fn clamp<T: Element>(x: &Tensor<T>, lo: T, hi: T) -> Tensor<T> {
-    map(x, |v| v.max(lo).min(hi))
+    map(x, move |v| v.max(lo).min(hi))
 }
 
 #[cfg(test)]

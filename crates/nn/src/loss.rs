@@ -172,7 +172,8 @@ pub fn gaussian_nll_loss<T: Element>(
     reduction: Reduction,
 ) -> Result<Var<T>> {
     same_shape("gaussian_nll_loss", input, target)?;
-    let clamped = k::map(&var.value(), |v| v.max(T::of(eps)));
+    let eps = T::of(eps);
+    let clamped = k::map(&var.value(), move |v| v.max(eps));
     let shift = Var::constant(k::sub(&clamped, &var.value())?);
     let var = var.add(&shift)?;
     let mut loss = var
