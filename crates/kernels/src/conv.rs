@@ -8,6 +8,7 @@
 //! - [`conv2d_weight_grad`]`(x, g)`: the adjoint in `w`.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use deepgen_tensor::storage::Buffer;
 use deepgen_tensor::DType;
@@ -303,37 +304,107 @@ fn transpose<T: Element>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
     #[cfg(target_arch = "x86_64")]
     if T::DTYPE == DType::F32 {
-        return transpose_f32_sse(as_f32(src), rows, cols, as_f32_mut(dst));
+        return transpose_f32(as_f32(src), rows, cols, as_f32_mut(dst));
     }
-    transpose_tail(src, rows, cols, dst, 0, 0);
+    transpose_rect(src, rows, cols, dst, 0..rows, 0..cols);
 }
 
-/// Transposes the elements outside the top-left [r0, c0] block.
-fn transpose_tail<T: Copy>(
+/// Transposes the elements in rows `rs` and columns `cs` of `src`.
+fn transpose_rect<T: Copy>(
     src: &[T],
     rows: usize,
     cols: usize,
     dst: &mut [T],
-    r0: usize,
-    c0: usize,
+    rs: Range<usize>,
+    cs: Range<usize>,
 ) {
-    for r in 0..rows {
-        let from = if r < r0 { c0 } else { 0 };
-        for c in from..cols {
+    for r in rs {
+        for c in cs.clone() {
             dst[c * rows + r] = src[r * cols + c];
         }
     }
 }
 
-/// f32 transpose in 4x4 blocks of SSE registers (SSE is part of x86_64),
-/// about twice as fast as element by element.
+/// f32 transpose in 8x8 AVX blocks where the CPU has AVX, the rest in 4x4
+/// SSE blocks (SSE is part of x86_64), the last odd rows and columns one
+/// element at a time. The destination is usually a fresh output tensor not
+/// in cache: whole 32-byte runs per row, written column block by column
+/// block, halve the cost of the 4x4 blocks there.
 #[cfg(target_arch = "x86_64")]
-fn transpose_f32_sse(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let (r4, c4) = (rows / 4 * 4, cols / 4 * 4);
+fn transpose_f32(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    for r in (0..r4).step_by(4) {
-        for c in (0..c4).step_by(4) {
+    let (r8, c8) = if is_x86_feature_detected!("avx") {
+        // SAFETY: AVX was detected; the sizes are asserted above.
+        unsafe { transpose_f32_avx(src, rows, cols, dst) };
+        (rows / 8 * 8, cols / 8 * 8)
+    } else {
+        (0, 0)
+    };
+    transpose_f32_sse(src, rows, cols, dst, 0..r8, c8..cols);
+    transpose_f32_sse(src, rows, cols, dst, r8..rows, 0..cols);
+}
+
+/// The 8x8 blocks of [`transpose_f32`]: rows and columns below multiples
+/// of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_f32_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    for c in (0..cols / 8 * 8).step_by(8) {
+        for r in (0..rows / 8 * 8).step_by(8) {
+            // SAFETY (for the caller's promise of AVX and sizes): rows r..r
+            // + 8 and columns c..c + 8 lie inside [rows, cols] src and
+            // [cols, rows] dst.
+            let s = src.as_ptr().add(r * cols + c);
+            let v: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * cols)));
+            // t: rows 2k and 2k + 1 interleaved; u[i], u[i + 4]: column i
+            // (low half) and i + 4 (high half) of rows 0-3 and 4-7; the
+            // halves then swap into place.
+            let t: [__m256; 8] = std::array::from_fn(|i| {
+                let (a, b) = (v[i / 2 * 2], v[i / 2 * 2 + 1]);
+                if i % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
+            });
+            let u: [__m256; 8] = std::array::from_fn(|i| {
+                let (base, k) = (i / 4 * 4, i % 4);
+                let (a, b) = (t[base + k / 2], t[base + k / 2 + 2]);
+                if k % 2 == 0 {
+                    _mm256_shuffle_ps::<0x44>(a, b)
+                } else {
+                    _mm256_shuffle_ps::<0xEE>(a, b)
+                }
+            });
+            let d = dst.as_mut_ptr().add(c * rows + r);
+            for i in 0..4 {
+                let (a, b) = (u[i], u[i + 4]);
+                _mm256_storeu_ps(d.add(i * rows), _mm256_permute2f128_ps::<0x20>(a, b));
+                _mm256_storeu_ps(d.add((i + 4) * rows), _mm256_permute2f128_ps::<0x31>(a, b));
+            }
+        }
+    }
+}
+
+/// Transposes rows `rs` and columns `cs` of `src` in 4x4 SSE blocks, the
+/// rest element by element.
+#[cfg(target_arch = "x86_64")]
+fn transpose_f32_sse(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    rs: Range<usize>,
+    cs: Range<usize>,
+) {
+    use std::arch::x86_64::*;
+    assert!(rs.end <= rows && cs.end <= cols);
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    let r4 = rs.start + rs.len() / 4 * 4;
+    let c4 = cs.start + cs.len() / 4 * 4;
+    for r in (rs.start..r4).step_by(4) {
+        for c in (cs.start..c4).step_by(4) {
             // SAFETY: rows r..r + 4 and columns c..c + 4 lie inside both
             // [rows, cols] src and [cols, rows] dst (asserted above).
             unsafe {
@@ -351,7 +422,8 @@ fn transpose_f32_sse(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
             }
         }
     }
-    transpose_tail(src, rows, cols, dst, r4, c4);
+    transpose_rect(src, rows, cols, dst, rs.start..r4, c4..cs.end);
+    transpose_rect(src, rows, cols, dst, r4..rs.end, cs);
 }
 
 /// Im2col's matrix [K, P] for a block of `count` images (K = c * kh * kw
@@ -894,7 +966,9 @@ mod tests {
 
     #[test]
     fn transpose_matches_the_definition_at_any_size() {
-        for (rows, cols) in [(1, 1), (3, 5), (4, 4), (7, 9), (8, 13), (16, 3)] {
+        // Every mix of the 8x8, 4x4 and element-wise parts.
+        let sizes = [1, 3, 4, 7, 8, 9, 12, 13, 16, 21, 49];
+        for (rows, cols) in sizes.iter().flat_map(|&r| sizes.map(|c| (r, c))) {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
             let mut dst = vec![0.0; rows * cols];
             transpose(&src, rows, cols, &mut dst);
