@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Geom;
+use super::{transpose, Geom};
 
 /// Output positions per micro-kernel call.
 const MR: usize = 8;
@@ -19,20 +19,22 @@ pub(super) fn usable(g: &Geom) -> bool {
     g.c >= 8 && g.o > 0 && g.o.is_multiple_of(NR) && is_x86_feature_detected!("avx512f")
 }
 
-/// The weight [o, c, kh, kw] as [o / NR][kh * kw][c][NR]; in parallel over
-/// the blocks (a serial pass was a tenth of a call on 2 threads).
+/// The weight [o, c, kh, kw] as [o / NR][kh * kw][c][NR], by two
+/// transposes per block of NR filters ([NR][c][taps] -> [NR][taps][c] ->
+/// [taps][c][NR]); the blocks in parallel.
 pub(super) fn pack_weight(g: &Geom, w: &[f32]) -> Vec<f32> {
     let (taps, c) = (g.taps(), g.c);
     let mut packed = vec![0.0; w.len()];
     crate::par::for_each_chunk(&mut packed, taps * c * NR, |block, dst| {
-        for lane in 0..NR {
-            let filter = &w[(block * NR + lane) * c * taps..][..c * taps];
-            for (ci, channel) in filter.chunks_exact(taps).enumerate() {
-                for (t, &v) in channel.iter().enumerate() {
-                    dst[(t * c + ci) * NR + lane] = v;
-                }
-            }
+        let filters = &w[block * NR * c * taps..][..NR * c * taps];
+        let mut by_tap = vec![0.0; filters.len()];
+        for (src, dst) in filters
+            .chunks_exact(c * taps)
+            .zip(by_tap.chunks_exact_mut(c * taps))
+        {
+            transpose(src, c, taps, dst);
         }
+        transpose(&by_tap, NR, taps * c, dst);
     });
     packed
 }
@@ -285,17 +287,22 @@ pub(super) fn pixel_classes(g: &Geom, w: &[f32]) -> Vec<PixelClass> {
             });
         }
     }
-    // Pack each class's weight, the classes in parallel.
+    // The weight as [o][taps][c], so that a class's packed rows are copies
+    // of NR-long channel runs; then each class's packing, in parallel.
+    let all = g.taps();
+    let mut by_tap = vec![0.0; w.len()];
+    crate::par::for_each_chunk(&mut by_tap, c * all, |oc, dst| {
+        transpose(&w[oc * c * all..][..c * all], c, all, dst);
+    });
     crate::par::for_each_chunk(&mut classes, 1, |_, class| {
         let class = &mut class[0];
         let nt = class.taps.len();
         class.packed = vec![0.0; c * nt * o];
         for (ti, &[ki, kj]) in class.taps.iter().enumerate() {
             for oc in 0..o {
-                for ci in 0..c {
-                    let (block, lane) = (ci / NR, ci % NR);
-                    class.packed[((block * nt + ti) * o + oc) * NR + lane] =
-                        w[((oc * c + ci) * g.kh + ki) * g.kw + kj];
+                let row = &by_tap[(oc * all + ki * g.kw + kj) * c..][..c];
+                for (block, run) in row.chunks_exact(NR).enumerate() {
+                    class.packed[((block * nt + ti) * o + oc) * NR..][..NR].copy_from_slice(run);
                 }
             }
         }
