@@ -62,32 +62,50 @@ fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
     total
 }
 
+/// Images per task of [`channel_sums`]: a fixed number, so that the sums
+/// do not depend on the thread count.
+const SUM_IMAGES: usize = 4;
+
 /// For each channel, `K` sums over its n planes of `f(a_plane, b_plane,
-/// channel)`; in parallel over channels.
+/// channel)`. Tasks take groups of whole images, so that each reads one
+/// contiguous run (a channel's planes are c * s apart, which the prefetcher
+/// follows badly when planes are small); their per-channel sums are then
+/// added in order.
 fn channel_sums<T: Element, const K: usize>(
     a: &[T],
     b: &[T],
     [n, c, s]: [usize; 3],
     f: impl Fn(&[T], &[T], usize) -> [f64; K] + Sync,
 ) -> Vec<[f64; K]> {
-    let mut out = vec![[0.0; K]; c];
+    let groups = n.div_ceil(SUM_IMAGES);
+    let mut partial = vec![[0.0; K]; groups * c];
     let per_task = if par::worth_splitting(n * c * s) {
-        c.div_ceil(par::threads() * 4)
+        1
     } else {
-        c
+        groups.max(1)
     };
-    par::for_each_chunk(&mut out, per_task, |t, sums| {
-        for (j, acc) in sums.iter_mut().enumerate() {
-            let ch = t * per_task + j;
-            for i in 0..n {
-                let at = (i * c + ch) * s;
-                let v = f(&a[at..at + s], &b[at..at + s], ch);
-                for (acc, v) in acc.iter_mut().zip(v) {
-                    *acc += v;
+    par::for_each_chunk(&mut partial, per_task * c, |t, sums| {
+        for (j, sums) in sums.chunks_exact_mut(c).enumerate() {
+            let first = (t * per_task + j) * SUM_IMAGES;
+            for i in first..(first + SUM_IMAGES).min(n) {
+                for (ch, acc) in sums.iter_mut().enumerate() {
+                    let at = (i * c + ch) * s;
+                    let v = f(&a[at..at + s], &b[at..at + s], ch);
+                    for (acc, v) in acc.iter_mut().zip(v) {
+                        *acc += v;
+                    }
                 }
             }
         }
     });
+    let mut out = vec![[0.0; K]; c];
+    for group in partial.chunks_exact(c.max(1)) {
+        for (acc, v) in out.iter_mut().zip(group) {
+            for (acc, v) in acc.iter_mut().zip(v) {
+                *acc += v;
+            }
+        }
+    }
     out
 }
 
@@ -288,6 +306,36 @@ fn same_shape<T: Element>(g: &Tensor<T>, x: &Tensor<T>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_over_partial_image_groups_match_a_plain_loop() {
+        // 9 images: two whole groups of SUM_IMAGES and a partial one.
+        let (n, c, s) = (9, 3, 5);
+        let x: Vec<f64> = (0..n * c * s).map(|i| ((i * 37) % 23) as f64 - 11.0).collect();
+        let g: Vec<f64> = (0..n * c * s).map(|i| ((i * 11) % 7) as f64 - 3.0).collect();
+        let (xt, gt) = (
+            Tensor::from_vec(x.clone(), &[n, c, s]).unwrap(),
+            Tensor::from_vec(g.clone(), &[n, c, s]).unwrap(),
+        );
+        let (mean, var) = channel_moments(&xt).unwrap();
+        let plain = ChannelAffine {
+            mean: &mean,
+            scale: &[1.0; 3],
+            shift: &[0.0; 3],
+            slope: None,
+        };
+        let (sg, sgx) = channel_grad_sums(&gt, &xt, plain).unwrap();
+        for ch in 0..c {
+            let at = |i: usize, j: usize| (i * c + ch) * s + j;
+            let idx: Vec<usize> = (0..n).flat_map(|i| (0..s).map(move |j| at(i, j))).collect();
+            let m = idx.iter().map(|&k| x[k]).sum::<f64>() / (n * s) as f64;
+            let v = idx.iter().map(|&k| (x[k] - m).powi(2)).sum::<f64>() / (n * s) as f64;
+            let a = idx.iter().map(|&k| g[k]).sum::<f64>();
+            let b = idx.iter().map(|&k| g[k] * (x[k] - m)).sum::<f64>();
+            assert!((mean[ch] - m).abs() < 1e-12 && (var[ch] - v).abs() < 1e-12);
+            assert!((sg[ch] - a).abs() < 1e-9 && (sgx[ch] - b).abs() < 1e-9);
+        }
+    }
 
     #[test]
     fn moments_and_sums_match_the_definitions() {
