@@ -311,8 +311,12 @@ mod tests {
     fn sums_over_partial_image_groups_match_a_plain_loop() {
         // 9 images: two whole groups of SUM_IMAGES and a partial one.
         let (n, c, s) = (9, 3, 5);
-        let x: Vec<f64> = (0..n * c * s).map(|i| ((i * 37) % 23) as f64 - 11.0).collect();
-        let g: Vec<f64> = (0..n * c * s).map(|i| ((i * 11) % 7) as f64 - 3.0).collect();
+        let x: Vec<f64> = (0..n * c * s)
+            .map(|i| ((i * 37) % 23) as f64 - 11.0)
+            .collect();
+        let g: Vec<f64> = (0..n * c * s)
+            .map(|i| ((i * 11) % 7) as f64 - 3.0)
+            .collect();
         let (xt, gt) = (
             Tensor::from_vec(x.clone(), &[n, c, s]).unwrap(),
             Tensor::from_vec(g.clone(), &[n, c, s]).unwrap(),
