@@ -18,7 +18,7 @@ step; then G through D on the same fake batch (target 1), G's Adam step
     cargo build --release -p deepgen-gan --example dcgan_step
     python3 benches/gan_compare.py speed --threads 1 2 [--iters 60] [--repeats 3]
     python3 benches/gan_compare.py train --steps 2000 [--data-dir ../shared/data/mnist]
-        [--out /tmp/gan_compare] [--threads 2]
+        [--out /tmp/gan_compare] [--threads 2] [--seed 0]
 
 `speed` times iterations (after 5 warm-up iterations) in PyTorch
 (torch.set_num_threads(t)) and deepgen (target/release/examples/dcgan_step,
@@ -26,7 +26,7 @@ RAYON_NUM_THREADS=t), alternating the two R times, and prints the median
 ms per iteration of each and their ratio.
 
 `train` trains the PyTorch DCGAN on images 0..8999 of the MNIST test split
-(scaled to [-1, 1], shuffled each epoch, seed 0) for --steps iterations and
+(scaled to [-1, 1], shuffled each epoch, --seed, default 0) for --steps iterations and
 writes under --out: torch_samples.idx (1000 samples, 8-bit, as MNIST, for
 `deepgen eval gan --samples`), torch_G.safetensors and torch_D.safetensors
 (the nets' state dicts, for `deepgen train gan --init`), torch_grid.png
@@ -211,9 +211,9 @@ def train(args):
     out.mkdir(parents=True, exist_ok=True)
     images = read_idx(Path(args.data_dir) / "t10k-images-idx3-ubyte.gz")[:9000]
     data = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
-    g, d = make_nets()
+    g, d = make_nets(args.seed)
     opt_g, opt_d = adam(g.parameters()), adam(d.parameters())
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(args.seed)
     step, start = 0, time.perf_counter()
     while step < args.steps:
         order = torch.randperm(len(data), generator=gen)
@@ -249,6 +249,7 @@ def main():
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     t.add_argument("--out", default="/tmp/gan_compare")
+    t.add_argument("--seed", type=int, default=0, help="nets' initialisation and data order")
     args = p.parse_args()
     speed(args) if args.cmd == "speed" else train(args)
 
