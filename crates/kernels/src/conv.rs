@@ -309,7 +309,9 @@ fn transpose<T: Element>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     transpose_rect(src, rows, cols, dst, 0..rows, 0..cols);
 }
 
-/// Transposes the elements in rows `rs` and columns `cs` of `src`.
+/// Transposes the elements in rows `rs` and columns `cs` of `src`, in
+/// 16x16 tiles so that the strided side touches few cache lines at a time
+/// (the whole of f64 transposes, the odd edges of f32 ones).
 fn transpose_rect<T: Copy>(
     src: &[T],
     rows: usize,
@@ -318,9 +320,14 @@ fn transpose_rect<T: Copy>(
     rs: Range<usize>,
     cs: Range<usize>,
 ) {
-    for r in rs {
-        for c in cs.clone() {
-            dst[c * rows + r] = src[r * cols + c];
+    const TILE: usize = 16;
+    for r0 in rs.clone().step_by(TILE) {
+        for c0 in cs.clone().step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rs.end) {
+                for c in c0..(c0 + TILE).min(cs.end) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
         }
     }
 }
@@ -662,11 +669,19 @@ fn channels_last(
     let size = channels * plane;
     let mut hwc = Buffer::for_overwrite(count * size + channels);
     hwc[count * size..].fill(0.0);
-    let images = xs[first * size..][..count * size].chunks_exact(size.max(1));
-    for (img, dst) in images.zip(hwc.chunks_exact_mut(size.max(1))) {
+    to_channels_last(xs, channels, plane, first, &mut hwc[..count * size]);
+    hwc
+}
+
+/// Writes images `first..` of `xs` [n, channels, plane] channels-last into
+/// `dst`, as many as it holds.
+#[cfg(target_arch = "x86_64")]
+fn to_channels_last(xs: &[f32], channels: usize, plane: usize, first: usize, dst: &mut [f32]) {
+    let size = (channels * plane).max(1);
+    let images = xs[first * size..].chunks_exact(size);
+    for (img, dst) in images.zip(dst.chunks_exact_mut(size)) {
         transpose(img, channels, plane, dst);
     }
-    hwc
 }
 
 /// Reinterprets f32 data typed as `T`.
@@ -707,7 +722,8 @@ fn conv2d_direct(g: &Geom, xs: &[f32], ws: &[f32], out: &mut [f32]) {
 }
 
 /// [`conv2d_weight_grad`] through the direct kernel into `w` [o, c, kh, kw]:
-/// one [o, kh * kw, c] partial sum per task, added up, then permuted.
+/// each task sums a range of output channels over the whole batch as
+/// [rows, kh * kw, c], then permutes its rows into place.
 #[cfg(target_arch = "x86_64")]
 fn conv2d_weight_grad_direct(g: &Geom, xs: &[f32], gs: &[f32], w: &mut [f32]) {
     let table = g.tap_table();
@@ -717,9 +733,7 @@ fn conv2d_weight_grad_direct(g: &Geom, xs: &[f32], gs: &[f32], w: &mut [f32]) {
     hwc[g.n * hw * c..].fill(0.0);
     let step = direct_images_per_task(g);
     crate::par::for_each_chunk(&mut hwc[..g.n * hw * c], step * hw * c, |t, dst| {
-        for (i, img) in dst.chunks_exact_mut(hw * c).enumerate() {
-            transpose(&xs[(t * step + i) * g.chw()..][..g.chw()], c, hw, img);
-        }
+        to_channels_last(xs, c, hw, t * step, dst);
     });
     // Threads split the output channels, each summing over the whole batch
     // into its own rows [rows, taps, c]; then each row is permuted to

@@ -19,22 +19,25 @@ pub(super) fn usable(g: &Geom) -> bool {
     g.c >= 8 && g.o > 0 && g.o.is_multiple_of(NR) && is_x86_feature_detected!("avx512f")
 }
 
-/// The weight [o, c, kh, kw] as [o / NR][kh * kw][c][NR], by two
-/// transposes per block of NR filters ([NR][c][taps] -> [NR][taps][c] ->
-/// [taps][c][NR]); the blocks in parallel.
-pub(super) fn pack_weight(g: &Geom, w: &[f32]) -> Vec<f32> {
+/// The weight [o, c, kh, kw] as [o, kh * kw, c]: each filter transposed,
+/// in parallel over filters. Both packings below start from it.
+fn by_tap(g: &Geom, w: &[f32]) -> Vec<f32> {
     let (taps, c) = (g.taps(), g.c);
+    let mut out = vec![0.0; w.len()];
+    crate::par::for_each_chunk(&mut out, c * taps, |oc, dst| {
+        transpose(&w[oc * c * taps..][..c * taps], c, taps, dst);
+    });
+    out
+}
+
+/// The weight [o, c, kh, kw] as [o / NR][kh * kw][c][NR]: each block of NR
+/// filters of [`by_tap`] transposed, the blocks in parallel.
+pub(super) fn pack_weight(g: &Geom, w: &[f32]) -> Vec<f32> {
+    let k = g.taps() * g.c;
+    let filters = by_tap(g, w);
     let mut packed = vec![0.0; w.len()];
-    crate::par::for_each_chunk(&mut packed, taps * c * NR, |block, dst| {
-        let filters = &w[block * NR * c * taps..][..NR * c * taps];
-        let mut by_tap = vec![0.0; filters.len()];
-        for (src, dst) in filters
-            .chunks_exact(c * taps)
-            .zip(by_tap.chunks_exact_mut(c * taps))
-        {
-            transpose(src, c, taps, dst);
-        }
-        transpose(&by_tap, NR, taps * c, dst);
+    crate::par::for_each_chunk(&mut packed, k * NR, |block, dst| {
+        transpose(&filters[block * NR * k..][..NR * k], NR, k, dst);
     });
     packed
 }
@@ -287,13 +290,10 @@ pub(super) fn pixel_classes(g: &Geom, w: &[f32]) -> Vec<PixelClass> {
             });
         }
     }
-    // The weight as [o][taps][c], so that a class's packed rows are copies
-    // of NR-long channel runs; then each class's packing, in parallel.
+    // From the weight as [o][taps][c], a class's packed rows are copies of
+    // NR-long channel runs; the classes in parallel.
     let all = g.taps();
-    let mut by_tap = vec![0.0; w.len()];
-    crate::par::for_each_chunk(&mut by_tap, c * all, |oc, dst| {
-        transpose(&w[oc * c * all..][..c * all], c, all, dst);
-    });
+    let by_tap = by_tap(g, w);
     crate::par::for_each_chunk(&mut classes, 1, |_, class| {
         let class = &mut class[0];
         let nt = class.taps.len();
