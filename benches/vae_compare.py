@@ -293,7 +293,7 @@ def deepgen_run(threads, epochs, data_dir, ks, eval_timeout, work):
     out = Path(work) / f"deepgen_t{threads}"
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     cmd = [str(BIN), "train", "vae", *data_args(data_dir), "--train-range", "0..9000",
-           "--held-out", "9000..10000", "--epochs", str(epochs), "--out", str(out)]
+           "--held-out", "9000..10000", "--epochs", str(epochs), "--out", str(out), "--force"]
     snap = cpu_snapshot()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     history = []

@@ -206,4 +206,30 @@ impl<T: Element> Var<T> {
         }
         Ok(())
     }
+
+    /// [`Var::backward`] into `inputs` only (PyTorch's `backward(inputs=...)`):
+    /// accumulates d self / d input into each input's gradient and leaves
+    /// every other leaf alone; rules on paths to no input are not run (a
+    /// generator's step skips the discriminator's weight gradients). Inputs
+    /// that `self` does not depend on keep their gradient as it was (`None`
+    /// stays `None`, so an optimizer skips them, as in PyTorch).
+    pub fn backward_inputs(&self, inputs: &[Var<T>]) -> Result<()> {
+        let seed = ones_seed(self)?;
+        if let Some(index) = inputs.iter().position(|v| !v.requires_grad()) {
+            return Err(Error::InputWithoutGrad { index });
+        }
+        let ids: HashSet<usize> = inputs.iter().map(|v| v.id()).collect();
+        let found = run(
+            std::slice::from_ref(self),
+            vec![seed],
+            Targets::These(&ids),
+            false,
+        )?;
+        for input in inputs {
+            if let Some((_, g)) = found.get(&input.id()) {
+                input.accumulate_grad(g.value())?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -4,18 +4,21 @@
 //! ReLU - MaxPool 2 - Flatten - Linear(1568 -> 128) - ReLU - Linear(128 -> 10),
 //! trained with cross entropy and Adam.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use deepgen_autograd::{no_grad, Var};
-use deepgen_data::{DataLoader, Dataset, LoaderConfig, Scale};
+use deepgen_data::{Batch, DataLoader, Dataset, LoaderConfig, Scale};
 use deepgen_nn::loss::{cross_entropy, Reduction};
 use deepgen_nn::{
-    checkpoint, Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, Module, Relu, Sequential,
+    checkpoint, Conv2d, Conv2dConfig, Flatten, Forward, Linear, MaxPool2d, Module, Relu, Sequential,
 };
-use deepgen_optim::prelude::*;
 use deepgen_optim::{Adam, AdamConfig};
+use deepgen_train::{
+    At, Chart, Checkpoint, EpochRecord, OnEpoch, Restored, RunConfig, StepConfig, StepValues, Task,
+    Updater,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -43,26 +46,33 @@ pub fn lenet(seed: u64) -> Result<Sequential> {
 }
 
 /// Training settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainConfig {
-    pub epochs: usize,
+    /// The run: directory (`classifier.safetensors` is written there after
+    /// every epoch), epochs, resume, progress, logs.
+    pub run: RunConfig,
+    /// Schedule, warm-up, clipping, accumulation.
+    pub step: StepConfig,
     pub batch_size: usize,
     pub lr: f64,
     pub seed: u64,
-    /// Where `classifier.safetensors` is written (after every epoch).
-    pub out_dir: PathBuf,
-    pub progress: bool,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 5,
+            run: RunConfig {
+                out_dir: PathBuf::from("runs/classifier"),
+                epochs: 5,
+                images: false,
+                monitor: Some("held_out_accuracy".into()),
+                maximize: true,
+                ..Default::default()
+            },
+            step: StepConfig::default(),
             batch_size: 128,
             lr: 1e-3,
             seed: 0,
-            out_dir: PathBuf::from("runs/classifier"),
-            progress: true,
         }
     }
 }
@@ -77,103 +87,157 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
+impl EpochReport {
+    fn from_record(r: &EpochRecord) -> Self {
+        EpochReport {
+            epoch: r.epoch,
+            loss: r.get("train_loss").unwrap_or(f64::NAN),
+            train_accuracy: r.get("train_accuracy").unwrap_or(f64::NAN),
+            held_out_accuracy: r.get("held_out_accuracy"),
+            seconds: r.seconds,
+        }
+    }
+}
+
 fn check_images(data: &dyn Dataset) -> Result<()> {
     if data.item_shape() != [1, 28, 28] || data.num_classes() != Some(10) {
+        let classes = data
+            .num_classes()
+            .map_or("no".to_string(), |k| k.to_string());
         return Err(Error::Usage(format!(
-            "the classifier takes labelled 28x28 grayscale digits, got items {:?} with {:?} classes",
+            "the classifier takes labelled 28x28 grayscale digits, got items {:?} with {classes} classes",
             data.item_shape(),
-            data.num_classes()
         )));
     }
     Ok(())
 }
 
+/// The classifier's step function and checkpoint contents.
+struct ClassifierTask<'a> {
+    model: &'a Sequential,
+    updater: Updater,
+    held_out: Option<Arc<dyn Dataset>>,
+}
+
+impl Task for ClassifierTask<'_> {
+    fn step_columns(&self) -> Vec<String> {
+        vec!["train_loss".into(), "train_accuracy".into()]
+    }
+
+    fn epoch_columns(&self) -> Vec<String> {
+        vec!["held_out_accuracy".into()]
+    }
+
+    fn step(&mut self, batch: Batch, _at: At) -> deepgen_train::Result<StepValues> {
+        self.model.train();
+        let labels = batch.labels.unwrap_or_default();
+        let logits = self.model.forward(&Var::constant(batch.images))?;
+        let correct = count_correct(&logits, &labels)?;
+        let loss = cross_entropy(&logits, &labels, Reduction::Mean)?;
+        drop(logits);
+        let (value, _) = self.updater.backward_step(loss)?;
+        let n = labels.len();
+        Ok(StepValues {
+            items: n,
+            values: vec![Some(value), Some(correct as f64 / n.max(1) as f64)],
+        })
+    }
+
+    fn end_epoch(&mut self, _epoch: usize) -> deepgen_train::Result<Vec<Option<f64>>> {
+        let acc = match &self.held_out {
+            Some(d) => Some(accuracy(self.model, d.clone())?),
+            None => None,
+        };
+        self.model.train();
+        Ok(vec![acc])
+    }
+
+    fn charts(&self) -> Vec<Chart> {
+        vec![Chart {
+            file: "accuracy.png".into(),
+            title: "classifier accuracy".into(),
+            y_label: "share correct".into(),
+            columns: vec![
+                ("train_accuracy".into(), "train".into()),
+                ("held_out_accuracy".into(), "held-out".into()),
+            ],
+        }]
+    }
+
+    fn updaters(&mut self) -> Vec<&mut Updater> {
+        vec![&mut self.updater]
+    }
+
+    fn modules(&self) -> Vec<(String, &dyn Module<f32>)> {
+        vec![("classifier".into(), self.model as &dyn Module<f32>)]
+    }
+
+    fn save(&self, c: &mut Checkpoint) -> deepgen_train::Result<()> {
+        c.module("classifier", self.model, HashMap::new())?;
+        c.updater(&self.updater)
+    }
+
+    fn restore(&mut self, r: &Restored) -> deepgen_train::Result<()> {
+        r.module("classifier", self.model)?;
+        r.updater(&mut self.updater)
+    }
+}
+
 /// Trains a fresh classifier; writes `out_dir/classifier.safetensors` after
-/// each epoch and returns the model with each epoch's report.
+/// each epoch and returns the model with each epoch's report. `record` is
+/// what the run's `config.json` holds.
 pub fn train(
     data: Arc<dyn Dataset>,
     held_out: Option<Arc<dyn Dataset>>,
     config: &TrainConfig,
+    record: &serde_json::Value,
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<(Sequential, Vec<EpochReport>)> {
     check_images(data.as_ref())?;
-    std::fs::create_dir_all(&config.out_dir).map_err(|source| deepgen_data::Error::Io {
-        path: config.out_dir.clone(),
-        source,
-    })?;
     let model = lenet(config.seed)?;
-    let mut opt = Adam::new(
+    let adam = Adam::new(
         model.parameters(),
         AdamConfig {
             lr: config.lr,
             ..Default::default()
         },
     )?;
-    let loader_cfg = LoaderConfig {
-        batch_size: config.batch_size,
-        seed: config.seed,
-        scale: Scale::ZeroOne,
-        ..Default::default()
-    };
-    let loader = DataLoader::new(data, loader_cfg)?;
-    let mut reports = Vec::new();
-    for epoch in 0..config.epochs {
-        model.train();
-        let start = Instant::now();
-        let bar = deepgen_data::progress::epoch_bar(
-            config.progress,
-            loader.num_batches(),
-            epoch,
-            config.epochs,
-        );
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for (b, batch) in loader.epoch(epoch as u64).enumerate() {
-            let batch = batch?;
-            let labels = batch.labels.unwrap_or_default();
-            let logits = model.forward(&Var::constant(batch.images))?;
-            let loss = cross_entropy(&logits, &labels, Reduction::Mean)?;
-            let value = loss.item()?;
-            if !value.is_finite() {
-                return Err(Error::NonFinite {
-                    loss: value,
-                    epoch,
-                    batch: b,
-                });
-            }
-            opt.zero_grad();
-            loss.backward()?;
-            correct += count_correct(&logits, &labels)?;
-            // Free the graph first: its views of the weights would make the
-            // in-place update copy them.
-            drop((loss, logits));
-            opt.step()?;
-            seen += labels.len();
-            loss_sum += value as f64 * labels.len() as f64;
-            bar.set_message(format!(
-                "loss {:.4}, {:.0} img/s",
-                loss_sum / seen as f64,
-                seen as f64 / start.elapsed().as_secs_f64()
-            ));
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        checkpoint::save(&model, &config.out_dir.join("classifier.safetensors"))?;
-        let seconds = start.elapsed().as_secs_f64();
-        let held_out_accuracy = held_out
-            .as_ref()
-            .map(|d| accuracy(&model, d.clone()))
-            .transpose()?;
-        let report = EpochReport {
-            epoch,
-            loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
-            held_out_accuracy,
-            seconds,
-        };
-        on_epoch(&report);
-        reports.push(report);
+    let loader = DataLoader::new(
+        data,
+        LoaderConfig {
+            batch_size: config.batch_size,
+            seed: config.seed,
+            scale: Scale::ZeroOne,
+            ..Default::default()
+        },
+    )?;
+    let per_epoch = loader.num_batches().div_ceil(config.step.accumulate.max(1));
+    let updater = Updater::new(
+        "classifier",
+        Box::new(adam),
+        &config.step,
+        per_epoch,
+        config.run.epochs,
+    )?;
+    let mut run = config.run.clone();
+    if held_out.is_none() && run.monitor.as_deref() == Some("held_out_accuracy") {
+        run.monitor = Some("train_accuracy".into());
     }
-    Ok((model, reports))
+    let mut task = ClassifierTask {
+        model: &model,
+        updater,
+        held_out,
+    };
+    let mut hook = OnEpoch(|r: &EpochRecord| on_epoch(&EpochReport::from_record(r)));
+    let fitted = deepgen_train::fit(&mut task, &loader, &run, record, &mut [&mut hook])?;
+    Ok((
+        model,
+        fitted
+            .history
+            .iter()
+            .map(EpochReport::from_record)
+            .collect(),
+    ))
 }
 
 fn count_correct(logits: &Var, labels: &[usize]) -> Result<usize> {

@@ -1,9 +1,10 @@
 //! deepgen-cli: the `deepgen` binary and the pieces it is made of.
 //!
-//! The binary is thin: it parses flags into these functions' configs. What
-//! it does, a library user can do by calling them. VAE and GAN training
-//! arrive with their crates; for now the binary downloads data sets and
-//! trains / evaluates the digit classifier ([`classifier`]).
+//! The binary is glue: one module per command parses flags into the
+//! libraries' configs and calls them. What it does, a library user can do
+//! by calling them. This library part holds what the binary adds of its
+//! own: the digit classifier ([`classifier`]) and the image-quality score
+//! built on it ([`quality`]), and picking data sets by name ([`datasets`]).
 
 pub mod classifier;
 pub mod datasets;
@@ -22,14 +23,33 @@ pub enum Error {
     Autograd(#[from] deepgen_autograd::Error),
     #[error(transparent)]
     Vae(#[from] deepgen_vae::Error),
+    #[error(transparent)]
+    Gan(#[from] deepgen_gan::Error),
+    #[error(transparent)]
+    Train(#[from] deepgen_train::Error),
+    /// A flag or value the command cannot use (exit code 2, like clap's).
     #[error("{0}")]
     Usage(String),
-    #[error("training stopped: the loss became {loss} at epoch {epoch}, batch {batch}; the last good checkpoint is kept")]
-    NonFinite {
-        loss: f32,
-        epoch: usize,
-        batch: usize,
-    },
+}
+
+impl Error {
+    /// The process exit code: 2 for usage errors (as clap's), 1 for runs that failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// A classifier step's error as the training loop reports it.
+impl From<Error> for deepgen_train::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Train(t) => t,
+            other => deepgen_train::Error::Model(Box::new(other)),
+        }
+    }
 }
 
 impl From<deepgen_autograd::TensorError> for Error {

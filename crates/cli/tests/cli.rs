@@ -202,7 +202,7 @@ fn a_short_vae_run_writes_images_metrics_and_a_checkpoint_that_evaluates() {
     }
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
     assert!(
-        config.contains("\"latent\": 4") && config.contains("\"batch_size\": 128"),
+        config.contains("\"latent\": 4") && config.contains("\"batch-size\": 128"),
         "{config}"
     );
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
@@ -497,7 +497,8 @@ fn a_short_gan_run_trains_samples_resumes_and_is_judged() {
         .arg(out.join("generator.safetensors"))
         .output()
         .unwrap();
-    assert_eq!(bad.status.code(), Some(1));
+    // A flag value the checkpoint cannot take is a usage error.
+    assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--label 12"));
     // A mismatched --init is refused, naming the tensor.
     let bad = deepgen()
@@ -540,11 +541,161 @@ fn the_2d_benchmark_reports_coverage_and_plots_each_seed() {
         &out,
     );
     assert!(
-        stdout.contains("| 0 |") && stdout.contains("mean over 1 seeds"),
+        stdout.contains("| 0 |") && stdout.contains("mean over 1 seed:"),
         "{stdout}"
     );
     assert_eq!(
         &std::fs::read(out.join("ring8-seed0.png")).unwrap()[1..4],
         b"PNG"
     );
+}
+
+/// Runs `deepgen ARGS`; returns (exit code, stdout, stderr).
+fn run_any<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String, String) {
+    let r = deepgen().args(args).output().unwrap();
+    (
+        r.status.code(),
+        String::from_utf8_lossy(&r.stdout).into_owned(),
+        String::from_utf8_lossy(&r.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_run_directory_is_resumed_forced_or_refused_and_config_repeats_a_run() {
+    let out = tmp("rundir");
+    let o = out.to_str().unwrap();
+    let base = [
+        "train",
+        "classifier",
+        "--synthetic-size",
+        "600",
+        "--batch-size",
+        "100",
+        "--quiet",
+        "--threads",
+        "1",
+    ];
+    let with =
+        |more: &[&str]| -> Vec<String> { base.iter().chain(more).map(|s| s.to_string()).collect() };
+    let first = with(&["--epochs", "1", "--out", o]);
+    let (code, _, err) = run_any(&first);
+    assert_eq!(code, Some(0), "{err}");
+    // TensorBoard events are on by default.
+    let tb: Vec<_> = std::fs::read_dir(out.join("tb")).unwrap().collect();
+    assert_eq!(tb.len(), 1);
+    // Again in the same folder: refused, naming both ways out.
+    let (code, _, err) = run_any(&first);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--resume") && err.contains("--force") && err.contains(o),
+        "{err}"
+    );
+    // Resumed with another learning rate: refused, naming the flag.
+    let (code, _, err) =
+        run_any(&(with(&["--epochs", "2", "--lr", "0.01", "--resume", "--out", o])));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("lr: 0.001 -> 0.01"), "{err}");
+    // Resumed with more epochs: continues, bit for bit as one run of 2.
+    let (code, stdout, err) = run_any(&(with(&["--epochs", "2", "--resume", "--out", o])));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        stdout.contains("epoch 2:") && !stdout.contains("epoch 1:"),
+        "{stdout}"
+    );
+    let straight = tmp("rundir-straight");
+    let (code, _, err) = run_any(&(with(&["--epochs", "2", "--out", straight.to_str().unwrap()])));
+    assert_eq!(code, Some(0), "{err}");
+    let bytes = |d: &std::path::Path| std::fs::read(d.join("classifier.safetensors")).unwrap();
+    assert!(bytes(&out) == bytes(&straight), "resumed != uninterrupted");
+    // --force starts over.
+    let (code, _, err) = run_any(&(with(&["--epochs", "1", "--force", "--out", o])));
+    assert_eq!(code, Some(0), "{err}");
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    // The config.json a run writes repeats it.
+    let again = tmp("rundir-again");
+    let config = straight.join("config.json");
+    let (code, _, err) = run_any(&[
+        "train",
+        "classifier",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        // The same numbers need the same thread count, which is not a flag of the run.
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        bytes(&again) == bytes(&straight),
+        "--config did not repeat the run"
+    );
+    // ... and only for the command that wrote it.
+    let (code, _, err) = run_any(&["train", "vae", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("train classifier"), "{err}");
+}
+
+#[test]
+fn evaluation_defaults_to_the_data_the_model_was_trained_on() {
+    let out = tmp("recorded");
+    let o = out.to_str().unwrap();
+    let (code, _, err) = run_any(&[
+        "train",
+        "vae",
+        "--synthetic-size",
+        "360",
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--latent",
+        "2",
+        "--quiet",
+        "--no-tensorboard",
+        "--out",
+        o,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.join("tb").exists());
+    let ckpt = out.join("model.safetensors");
+    let c = ckpt.to_str().unwrap();
+    // Trained on 360 synthetic digits: the held-out sixth is 60 images.
+    let (code, stdout, err) = run_any(&["eval", "vae", "--k", "2", "--quiet", "--checkpoint", c]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(stdout.starts_with("60 images"), "{stdout}");
+    assert!(!err.contains("warning"), "{err}");
+    // Told otherwise: done as told, with a warning.
+    let (code, _, err) = run_any(&[
+        "eval",
+        "vae",
+        "--k",
+        "2",
+        "--quiet",
+        "--checkpoint",
+        c,
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        "/nonexistent",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("warning:") && err.contains("trained on digits"),
+        "{err}"
+    );
+    // Samples go into a folder that does not exist yet.
+    let png = out.join("new/folder/s.png");
+    let (code, _, err) = run_any(&[
+        "sample",
+        "--n",
+        "4",
+        "--checkpoint",
+        c,
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(png.exists());
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Tensor(#[from] deepgen_tensor::Error),
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -1,5 +1,7 @@
-//! deepgen-data: data sets, the loader, verified downloads (the `download`
-//! feature, on by default) and image grids.
+//! deepgen-data: data sets, the loader and verified downloads (the
+//! `download` feature, on by default). Pictures, charts and progress bars
+//! belong to the training runtime (`deepgen-train`), so this crate needs
+//! neither layers nor plotting.
 //!
 //! Every data set loads into memory behind the small [`Dataset`] trait:
 //! its length, the shape of one item, an optional label, and a batch
@@ -14,14 +16,10 @@ mod dataset;
 pub mod download;
 mod error;
 pub mod folder;
-pub mod grid;
 pub mod idx;
 mod loader;
-pub mod plot;
-pub mod progress;
 pub mod synthetic;
 
 pub use dataset::{Dataset, InMemory, Pixels, Scale, Subset};
 pub use error::{Error, Result};
-pub use grid::{save_grid, GridOptions};
 pub use loader::{Batch, DataLoader, LoaderConfig};

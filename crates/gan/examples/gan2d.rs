@@ -25,11 +25,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "seeds" => seeds = v.parse()?,
             "dump" => dump = Some(v.into()),
             "steps" => cfg.steps = v.parse()?,
-            "epochs" => cfg.train.epochs = v.parse()?,
+            "epochs" => cfg.train.run.epochs = v.parse()?,
             "batch" => cfg.train.batch_size = v.parse()?,
             "lr" => cfg.train.lr = v.parse()?,
             "lr_d" => cfg.train.lr_d = Some(v.parse()?),
-            "decay" => cfg.train.lr_decay = v.parse()?,
+            "decay" => {
+                cfg.train.step.schedule = match v.parse::<bool>()? {
+                    true => deepgen_train::Schedule::Linear,
+                    false => deepgen_train::Schedule::Constant,
+                }
+            }
             "beta1" => cfg.train.betas.0 = v.parse()?,
             "n_critic" => cfg.train.n_critic = v.parse()?,
             "r1" => cfg.train.r1_gamma = Some(v.parse()?),
@@ -54,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let dir = std::env::temp_dir().join(format!("deepgen-gan2d-{}", std::process::id()));
-    cfg.train.out_dir = dir.clone();
+    cfg.train.run.out_dir = dir.clone();
     println!("{} {cfg:?}", mixture.name());
     let (mut modes, mut hq) = (0.0, 0.0);
     for seed in 0..seeds {

@@ -20,6 +20,7 @@
 //! discriminator embeds the label into an h*w plane and adds it as one extra
 //! input channel (cheaper than one-hot planes, and learnt).
 
+use deepgen_nn::Forward;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -140,9 +141,11 @@ fn batch_norm<T: Element>(c: usize, rng: &mut ChaCha8Rng) -> Result<BatchNorm<T>
 }
 
 /// Transposed convolutions: [n, latent] -> [n, channels, size, size] in [-1, 1].
+#[derive(deepgen_nn::Module)]
 pub struct DcganGenerator<T: Element = f32> {
     pub net: Sequential<T>,
     pub embed: Option<Embedding<T>>,
+    #[module(skip)]
     pub config: DcganConfig,
 }
 
@@ -178,7 +181,7 @@ impl<T: Element> DcganGenerator<T> {
     }
 }
 
-crate::net::sequential_net_module!(DcganGenerator, generate);
+crate::net::net_forward!(DcganGenerator, generate);
 
 impl<T: Element> Generator<T> for DcganGenerator<T> {
     fn latent_dim(&self) -> usize {
@@ -222,9 +225,11 @@ impl<T: Element> Generator<T> for DcganGenerator<T> {
 }
 
 /// Strided convolutions: [n, channels, size, size] -> [n] logits.
+#[derive(deepgen_nn::Module)]
 pub struct DcganDiscriminator<T: Element = f32> {
     pub net: Sequential<T>,
     pub embed: Option<Embedding<T>>,
+    #[module(skip)]
     pub config: DcganConfig,
 }
 
@@ -259,7 +264,7 @@ impl<T: Element> DcganDiscriminator<T> {
     }
 }
 
-crate::net::sequential_net_module!(DcganDiscriminator, score);
+crate::net::net_forward!(DcganDiscriminator, score);
 
 impl<T: Element> Discriminator<T> for DcganDiscriminator<T> {
     fn input_shape(&self) -> Vec<usize> {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use deepgen_autograd::{no_grad, Tensor, Var};
 use deepgen_data::synthetic;
+use deepgen_train::{RunConfig, Schedule, Start, StepConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -165,14 +166,23 @@ impl Bench2dConfig {
                 ..Default::default()
             },
             train: TrainConfig {
-                epochs: 10,
+                run: RunConfig {
+                    epochs: 10,
+                    progress: false,
+                    images: false,
+                    tensorboard: false,
+                    // One run directory serves every seed in turn.
+                    start: Start::Force,
+                    ..TrainConfig::default().run
+                },
+                step: StepConfig {
+                    schedule: Schedule::Linear,
+                    ..Default::default()
+                },
                 batch_size: 256,
                 lr,
-                lr_decay: true,
                 r1_gamma: Some(0.1),
                 betas: (0.5, 0.999),
-                progress: false,
-                images: false,
                 ..Default::default()
             },
             steps: 12000,
@@ -195,13 +205,13 @@ pub struct Bench2dResult {
 /// from the generator (its EMA when `train.ema_decay` is set).
 pub fn run(config: &Bench2dConfig, seed: u64) -> Result<Bench2dResult> {
     let tc = &config.train;
-    if config.steps == 0 || tc.epochs == 0 || config.samples == 0 {
+    if config.steps == 0 || tc.run.epochs == 0 || config.samples == 0 {
         return Err(Error::Invalid {
             op: "gan_2d",
             msg: "steps, epochs and samples must be positive".into(),
         });
     }
-    let per_epoch = config.steps.div_ceil(tc.epochs);
+    let per_epoch = config.steps.div_ceil(tc.run.epochs);
     let n = per_epoch * tc.batch_size * tc.n_critic.max(1);
     let data = Arc::new(
         config

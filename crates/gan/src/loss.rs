@@ -22,7 +22,8 @@ use crate::net::Discriminator;
 use crate::{Error, Result};
 
 /// Which adversarial objective to train with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum GanLoss {
     /// Goodfellow et al.'s practical generator loss, -log D(G(z)).
     #[default]

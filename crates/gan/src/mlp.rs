@@ -11,6 +11,7 @@
 //! (nn.Embedding(classes, embed_dim)) whose row is concatenated to the
 //! noise (generator) or to the flattened input (discriminator).
 
+use deepgen_nn::Forward;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -121,9 +122,11 @@ fn with_labels<T: Element>(
 }
 
 /// Noise -> hidden ReLU layers -> data: [n, latent] -> [n, data_shape..].
+#[derive(deepgen_nn::Module)]
 pub struct MlpGenerator<T: Element = f32> {
     pub net: Sequential<T>,
     pub embed: Option<Embedding<T>>,
+    #[module(skip)]
     pub config: MlpGanConfig,
 }
 
@@ -151,7 +154,7 @@ impl<T: Element> MlpGenerator<T> {
     }
 }
 
-crate::net::sequential_net_module!(MlpGenerator, generate);
+crate::net::net_forward!(MlpGenerator, generate);
 
 impl<T: Element> Generator<T> for MlpGenerator<T> {
     fn latent_dim(&self) -> usize {
@@ -189,9 +192,11 @@ impl<T: Element> Generator<T> for MlpGenerator<T> {
 
 /// Data -> hidden layers -> one logit: [n, data_shape..] -> [n]. Image
 /// inputs pass through a Flatten first (`net.0`); points do not.
+#[derive(deepgen_nn::Module)]
 pub struct MlpDiscriminator<T: Element = f32> {
     pub net: Sequential<T>,
     pub embed: Option<Embedding<T>>,
+    #[module(skip)]
     pub config: MlpGanConfig,
 }
 
@@ -220,7 +225,7 @@ impl<T: Element> MlpDiscriminator<T> {
     }
 }
 
-crate::net::sequential_net_module!(MlpDiscriminator, score);
+crate::net::net_forward!(MlpDiscriminator, score);
 
 impl<T: Element> Discriminator<T> for MlpDiscriminator<T> {
     fn input_shape(&self) -> Vec<usize> {

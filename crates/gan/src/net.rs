@@ -58,33 +58,22 @@ pub trait Discriminator<T: Element = f32>: Module<T> {
     fn spec(&self) -> crate::NetSpec;
 }
 
-/// `Module` for a net that is a `Sequential` named `net` plus an optional
-/// label embedding `embed` (every GAN net here): forward is `$call` without
-/// labels; state dicts read `net.*` then `embed.*`, as PyTorch would.
-macro_rules! sequential_net_module {
+/// `Forward` for a GAN net (a `Sequential` named `net` plus an optional
+/// label embedding `embed`, whose state `#[derive(Module)]` names `net.*`
+/// then `embed.*`, as PyTorch would): `$call` without labels.
+macro_rules! net_forward {
     ($ty:ident, $call:ident) => {
-        impl<T: deepgen_autograd::Element> deepgen_nn::Module<T> for $ty<T> {
+        impl<T: deepgen_autograd::Element> deepgen_nn::Forward<T> for $ty<T> {
             fn forward(
                 &self,
                 x: &deepgen_autograd::Var<T>,
             ) -> deepgen_nn::Result<deepgen_autograd::Var<T>> {
                 self.$call(x, None).map_err(crate::mlp::into_nn)
             }
-
-            fn visit(&self, f: &mut dyn FnMut(&str, deepgen_nn::Slot<'_, T>)) {
-                deepgen_nn::module::visit_child("net", &self.net, f);
-                if let Some(e) = &self.embed {
-                    deepgen_nn::module::visit_child("embed", e, f);
-                }
-            }
-
-            fn set_training(&self, training: bool) {
-                self.net.set_training(training);
-            }
         }
     };
 }
-pub(crate) use sequential_net_module;
+pub(crate) use net_forward;
 
 /// The hidden nonlinearity of an MLP discriminator.
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -245,7 +234,7 @@ pub fn copy_state<T: Element>(dst: &dyn Module<T>, src: &dyn Module<T>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deepgen_nn::{BatchNorm, BatchNormConfig, Linear, Sequential};
+    use deepgen_nn::{BatchNorm, BatchNormConfig, Forward, Linear, Sequential};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 

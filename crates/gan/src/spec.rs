@@ -43,7 +43,7 @@ impl NetSpec {
         })
     }
 
-    fn metadata(&self) -> HashMap<String, String> {
+    pub fn metadata(&self) -> HashMap<String, String> {
         let json = serde_json::to_string(self).expect("net specs serialise");
         HashMap::from([(SPEC_KEY.to_string(), json)])
     }

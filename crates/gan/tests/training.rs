@@ -16,6 +16,7 @@ use deepgen_gan::{
 use deepgen_nn::checkpoint::{state_dict, TensorData};
 use deepgen_nn::Module;
 use deepgen_optim::{Adam, AdamConfig};
+use deepgen_train::{Error as TrainError, RunConfig, Start, StepConfig, Updater};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -35,14 +36,27 @@ fn tiny_dcgan(classes: Option<usize>) -> DcganConfig {
     }
 }
 
-fn quiet(dir: PathBuf, epochs: usize, batch_size: usize) -> TrainConfig {
-    TrainConfig {
+fn run_config(dir: PathBuf, epochs: usize) -> RunConfig {
+    RunConfig {
         epochs,
-        batch_size,
         out_dir: dir,
         progress: false,
+        ..TrainConfig::default().run
+    }
+}
+
+fn quiet(dir: PathBuf, epochs: usize, batch_size: usize) -> TrainConfig {
+    TrainConfig {
+        run: run_config(dir, epochs),
+        batch_size,
         ..Default::default()
     }
+}
+
+/// The files of the checkpoint `checkpoints/last` names, and the top-level ones.
+fn last_checkpoint(dir: &Path) -> PathBuf {
+    let name = std::fs::read_to_string(dir.join("checkpoints/last")).unwrap();
+    dir.join("checkpoints").join(name.trim())
 }
 
 fn bits(m: &dyn Module<f32>) -> Vec<(String, TensorData)> {
@@ -58,10 +72,11 @@ fn a_generator_step_leaves_the_discriminator_bit_identical() {
     d.train();
     let before_d = bits(&d);
     let before_g = bits(&g);
-    let mut opt = Adam::new(g.parameters(), AdamConfig::default()).unwrap();
+    let adam = Adam::new(g.parameters(), AdamConfig::default()).unwrap();
+    let mut opt = Updater::new("generator", Box::new(adam), &StepConfig::default(), 1, 1).unwrap();
     let z = Tensor::randn(&[6, 8], 0.0, 1.0, &mut ChaCha8Rng::seed_from_u64(0));
     let fake = g.generate(&Var::constant(z), None).unwrap();
-    generator_step(&d, &mut opt, fake, None, GanLoss::NonSaturating, (0, 0)).unwrap();
+    generator_step(&d, &mut opt, fake, None, GanLoss::NonSaturating).unwrap();
     // Parameters, BatchNorm running statistics and num_batches_tracked.
     assert_eq!(bits(&d), before_d);
     assert!(
@@ -78,12 +93,12 @@ fn files(dir: &Path, names: &[&str]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The columns of metrics.csv but the timing.
+/// The columns of metrics.csv but the timing (the last two).
 fn metrics(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("metrics.csv"))
         .unwrap()
         .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .map(|l| l.rsplitn(3, ',').last().unwrap().to_string())
         .collect()
 }
 
@@ -106,15 +121,21 @@ fn resume_equals_uninterrupted(
     .unwrap();
     // A fresh process would build fresh nets: resume must not rely on memory.
     let (g, d) = make();
-    let resumed = TrainConfig {
-        resume: true,
-        ..config(a.clone(), 3)
-    };
+    let mut resumed = config(a.clone(), 3);
+    resumed.run.start = Start::Resume;
     let h = train(g.as_ref(), d.as_ref(), data.clone(), &resumed, |_| {}).unwrap();
     assert_eq!(h.history.len(), 1);
     let (g, d) = make();
     train(g.as_ref(), d.as_ref(), data, &config(b.clone(), 3), |_| {}).unwrap();
-    assert_eq!(files(&a, checkpoint), files(&b, checkpoint));
+    let (ca, cb) = (last_checkpoint(&a), last_checkpoint(&b));
+    for name in checkpoint {
+        assert!(
+            files(&ca, &[name]) == files(&cb, &[name]),
+            "{name} differs between the resumed and the uninterrupted run"
+        );
+    }
+    let top = ["generator.safetensors", "discriminator.safetensors"];
+    assert_eq!(files(&a, &top), files(&b, &top));
     assert_eq!(metrics(&a), metrics(&b));
     assert_eq!(metrics(&a).len(), 4);
 }
@@ -137,11 +158,9 @@ fn a_resumed_conditional_dcgan_with_ema_equals_an_uninterrupted_run() {
         "generator.safetensors",
         "discriminator.safetensors",
         "generator_ema.safetensors",
-        "optimizer_g.safetensors",
-        "optimizer_d.safetensors",
+        "optimizer_generator.safetensors",
+        "optimizer_discriminator.safetensors",
         "trainer.safetensors",
-        "samples.png",
-        "samples_ema.png",
     ];
     resume_equals_uninterrupted("dcgan", &make, data, &config, &names);
 }
@@ -162,19 +181,17 @@ fn a_resumed_wgan_gp_with_r1_on_points_equals_an_uninterrupted_run() {
         )
     };
     let config = |dir, epochs| TrainConfig {
+        run: run_config(dir, epochs),
         n_critic: 2,
         r1_gamma: Some(1.0),
-        out_dir: dir,
-        epochs,
         batch_size: 16,
-        progress: false,
         ..TrainConfig::wgan_gp()
     };
     let names = [
         "generator.safetensors",
         "discriminator.safetensors",
-        "optimizer_g.safetensors",
-        "optimizer_d.safetensors",
+        "optimizer_generator.safetensors",
+        "optimizer_discriminator.safetensors",
     ];
     resume_equals_uninterrupted("wgan", &make, data, &config, &names);
 }
@@ -193,15 +210,18 @@ fn a_nan_loss_stops_training_and_keeps_the_last_checkpoint() {
         MlpDiscriminator::new(&cfg, 2).unwrap(),
     );
     let dir = out_dir("nan");
-    let config = quiet(dir.clone(), 1, 16);
-    train(&g, &d, data, &config, |_| {}).unwrap();
+    train(&g, &d, data, &quiet(dir.clone(), 1, 16), |_| {}).unwrap();
     let names = [
         "generator.safetensors",
         "discriminator.safetensors",
-        "optimizer_d.safetensors",
+        "checkpoints/last",
+        "checkpoints/epoch-0001/optimizer_discriminator.safetensors",
         "metrics.csv",
     ];
     let saved = files(&dir, &names);
+    // Continue the run for a second epoch on bad data.
+    let mut config = quiet(dir.clone(), 2, 16);
+    config.run.start = Start::Resume;
 
     // Poisoned data: one point is NaN.
     let mut pts = vec![0.5f32; 64 * 2];
@@ -212,16 +232,22 @@ fn a_nan_loss_stops_training_and_keeps_the_last_checkpoint() {
         .expect("a NaN loss is an error");
     assert!(
         matches!(
-            err,
-            Error::NonFinite {
-                which: "discriminator",
-                epoch: 0,
+            &err,
+            Error::Train(TrainError::NonFinite {
+                what,
+                epoch: Some(1),
+                kept: Some(_),
                 ..
-            }
+            }) if what == "discriminator loss"
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("at epoch 2, batch"), "{message}");
+    assert!(
+        message.contains("last good checkpoint is kept"),
+        "{message}"
+    );
     assert_eq!(files(&dir, &names), saved);
 
     // A generator whose weights overflowed.
@@ -229,11 +255,20 @@ fn a_nan_loss_stops_training_and_keeps_the_last_checkpoint() {
     w.set_value(Tensor::full(&w.shape(), f32::INFINITY))
         .unwrap();
     let data: Arc<dyn Dataset> = Arc::new(synthetic::ring8(64, 0).unwrap());
-    let err = train(&g, &d, data, &config, |_| {})
+    let fresh = out_dir("inf");
+    let err = train(&g, &d, data, &quiet(fresh.clone(), 1, 16), |_| {})
         .err()
         .expect("an infinite loss is an error");
-    assert!(matches!(err, Error::NonFinite { .. }), "{err}");
-    assert_eq!(files(&dir, &names), saved);
+    assert!(
+        matches!(err, Error::Train(TrainError::NonFinite { .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("no checkpoint had been written yet"),
+        "{err}"
+    );
+    assert!(!fresh.join("checkpoints").exists());
 }
 
 #[test]
@@ -258,15 +293,13 @@ fn mismatched_nets_and_data_are_errors() {
         batch_size: 128,
         ..config.clone()
     };
+    let mut resume = config;
+    resume.run.start = Start::Resume;
+    resume.run.out_dir = out_dir("no-checkpoint");
     assert!(
         train(&g, &d, data.clone(), &few, |_| {}).is_err(),
         "not one full batch"
     );
-    let resume = TrainConfig {
-        resume: true,
-        out_dir: out_dir("no-checkpoint"),
-        ..config
-    };
     assert!(
         train(&g, &d, data, &resume, |_| {}).is_err(),
         "nothing to resume"
@@ -276,7 +309,7 @@ fn mismatched_nets_and_data_are_errors() {
 #[test]
 fn a_short_ring8_run_covers_most_modes() {
     let mut cfg = Bench2dConfig::for_mixture(Mixture2d::Ring8);
-    cfg.train.out_dir = out_dir("ring8");
+    cfg.train.run.out_dir = out_dir("ring8");
     // Small nets and batches with a high learning rate, to stay fast in the
     // dev profile (release: 8/8 modes, 68% high quality on seeds 0-3).
     cfg.model.latent = 16;

@@ -10,7 +10,7 @@
 //! shape and dtype before it changes anything.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -72,38 +72,6 @@ impl TensorData {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
-/// flushed to disk, then renamed over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::other("not a file path")))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
-}
-
 /// Serialises named tensors (and string metadata) as safetensors bytes.
 pub fn to_bytes(
     entries: &[(String, TensorData)],
@@ -121,10 +89,41 @@ pub fn to_bytes(
             op: "save",
             msg: e.to_string(),
         })?;
-    safetensors::tensor::serialize(views, metadata).map_err(|e| Error::Invalid {
+    let bytes = safetensors::tensor::serialize(views, metadata).map_err(|e| Error::Invalid {
         op: "save",
         msg: e.to_string(),
-    })
+    })?;
+    Ok(sorted_header(bytes))
+}
+
+/// The same file with its JSON header's keys in sorted order. safetensors
+/// writes the metadata map in hash order, which differs from run to run;
+/// sorted, the same state always gives the same bytes (so checkpoints of
+/// a resumed and an uninterrupted run compare byte for byte). The tensors'
+/// offsets are relative to the data section, so only the header changes.
+fn sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    let Some(n) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return bytes;
+    };
+    let Some(Ok(header)) = bytes
+        .get(8..8 + n)
+        .map(serde_json::from_slice::<serde_json::Value>)
+    else {
+        return bytes;
+    };
+    // serde_json's maps are ordered by key.
+    let mut text = serde_json::to_string(&header).expect("a parsed header serialises");
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(bytes.len() - n + text.len());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
 }
 
 /// Writes named tensors to a safetensors file, atomically.
@@ -133,7 +132,12 @@ pub fn save_tensors(
     entries: &[(String, TensorData)],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
-    write_atomic(path, &to_bytes(entries, metadata)?)
+    deepgen_tensor::io::write_atomic(path, &to_bytes(entries, metadata)?).map_err(|source| {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// Reads every tensor of a safetensors file (F32, F64 and I64), with the
@@ -318,73 +322,4 @@ pub fn load_entries<T: Element>(
         }
     });
     result.map(|()| report)
-}
-
-/// Writes f64 tensors (an optimizer's `state_dict()`) atomically.
-pub fn save_f64(path: &Path, entries: Vec<(String, Tensor<f64>)>) -> Result<()> {
-    let entries: Vec<(String, TensorData)> = entries
-        .into_iter()
-        .map(|(n, t)| (n, TensorData::F64(t)))
-        .collect();
-    save_tensors(path, &entries, None)
-}
-
-/// The float tensors of a file as f64 (for an optimizer's `load_state_dict`).
-pub fn load_f64(path: &Path) -> Result<Vec<(String, Tensor<f64>)>> {
-    let (entries, _) = load_tensors(path)?;
-    Ok(entries
-        .into_iter()
-        .filter_map(|(n, t)| t.to_float::<f64>().map(|t| (n, t)))
-        .collect())
-}
-
-/// Writes a trainer's progress: epochs done and the noise generator's
-/// 128-bit word position (as two i64 halves), so a resumed run draws the
-/// same numbers an uninterrupted one would.
-pub fn save_progress(path: &Path, epochs_done: usize, rng: &rand_chacha::ChaCha8Rng) -> Result<()> {
-    let pos = rng.get_word_pos();
-    let entries = [
-        (
-            "epochs_done".to_string(),
-            TensorData::I64 {
-                shape: vec![],
-                data: vec![epochs_done as i64],
-            },
-        ),
-        (
-            "rng_word_pos".to_string(),
-            TensorData::I64 {
-                shape: vec![2],
-                data: vec![(pos >> 64) as i64, pos as u64 as i64],
-            },
-        ),
-    ];
-    save_tensors(path, &entries, None)
-}
-
-/// Reads what [`save_progress`] wrote: moves `rng` to the saved position
-/// and returns the epochs done.
-pub fn load_progress(path: &Path, rng: &mut rand_chacha::ChaCha8Rng) -> Result<usize> {
-    let (entries, _) = load_tensors(path)?;
-    let find = |name: &str| {
-        entries
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, t)| match t {
-                TensorData::I64 { data, .. } => Some(data.clone()),
-                _ => None,
-            })
-    };
-    let bad = || Error::Invalid {
-        op: "resume",
-        msg: format!("{}: missing or malformed trainer state", path.display()),
-    };
-    let epochs = find("epochs_done")
-        .and_then(|d| d.first().copied())
-        .ok_or_else(bad)?;
-    let pos = find("rng_word_pos")
-        .filter(|d| d.len() == 2)
-        .ok_or_else(bad)?;
-    rng.set_word_pos(((pos[0] as u64 as u128) << 64) | pos[1] as u64 as u128);
-    usize::try_from(epochs).map_err(|_| bad())
 }

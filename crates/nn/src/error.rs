@@ -7,7 +7,7 @@ pub enum Error {
     Autograd(#[from] deepgen_autograd::Error),
     #[error("{op}: {msg}")]
     Invalid { op: &'static str, msg: String },
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -12,7 +12,7 @@ use deepgen_autograd::gradcheck::Case;
 use crate::loss::{self, Reduction};
 use crate::{
     BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
-    Dropout, Embedding, LayerNorm, Linear, Module, Sequential, Tanh, Tensor, Var,
+    Dropout, Embedding, Forward, LayerNorm, Linear, Module, Sequential, Tanh, Tensor, Var,
 };
 
 type R = ChaCha8Rng;

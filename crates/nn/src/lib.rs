@@ -16,7 +16,16 @@ pub mod loss;
 pub mod module;
 
 pub use deepgen_autograd::{Conv2dOptions, Element, Tensor, Var};
+pub use deepgen_derive::Module;
 pub use error::{Error, Result};
 pub use layers::*;
 pub use loss::Reduction;
-pub use module::{Module, Slot};
+
+/// The traits a model author calls methods of: `use deepgen_nn::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Forward, Module};
+}
+pub use module::{visit_child, Forward, Module, ModuleField, Slot};
+
+// So that `#[derive(Module)]`, which names `::deepgen_nn`, works inside this crate too.
+extern crate self as deepgen_nn;

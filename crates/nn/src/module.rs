@@ -1,6 +1,7 @@
-//! The Module trait: forward, named state, train / eval.
+//! The Module trait (named state, train / eval), Forward (one input to one
+//! output), and what `#[derive(Module)]` builds on.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::{Element, Result, Var};
 
@@ -24,31 +25,22 @@ pub(crate) fn rectify<T: Element>(y: &Var<T>, slope: T) -> Var<T> {
     }
 }
 
-/// A layer or a network: maps a Var to a Var and names its state as PyTorch does.
+/// A layer or a network's named state, as PyTorch names it, and its
+/// training switch: what optimizers, checkpoints and trainers need of a
+/// model. Usually derived (`#[derive(Module)]`) from the struct's fields, so
+/// that every child is visited and switched; both methods are required when
+/// written by hand, so none is forgotten. The computation lives apart, in
+/// [`Forward`] for one-input layers or in a model's own methods (a
+/// two-input model needs no dummy `forward`).
 pub trait Module<T: Element = f32>: Send + Sync {
-    fn forward(&self, x: &Var<T>) -> Result<Var<T>>;
-
     /// Calls `f(name, slot)` for every parameter, buffer and counter, with
     /// names relative to this module (`weight`, `0.bias`, ...), in PyTorch's
     /// registration order.
-    fn visit(&self, _f: &mut dyn FnMut(&str, Slot<'_, T>)) {}
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>));
 
-    /// Switches training-dependent behaviour (BatchNorm, Dropout) on or off.
-    fn set_training(&self, _training: bool) {}
-
-    /// For a leaky rectifier layer (ReLU: 0, LeakyReLU: its slope), the
-    /// slope below zero, so that a container can fuse it into the layer
-    /// before it with [`Module::forward_rectified`].
-    fn rectifier_slope(&self) -> Option<f64> {
-        None
-    }
-
-    /// `forward` followed by a leaky rectifier of `slope`, which a layer may
-    /// fuse (BatchNorm does); the same values and gradients as the two in
-    /// turn.
-    fn forward_rectified(&self, x: &Var<T>, slope: f64) -> Result<Var<T>> {
-        Ok(rectify(&self.forward(x)?, T::of(slope)))
-    }
+    /// Switches training-dependent behaviour (BatchNorm, Dropout) on or off,
+    /// in this module and every child.
+    fn set_training(&self, training: bool);
 
     /// Parameters with their dotted names.
     fn named_parameters(&self) -> Vec<(String, Var<T>)> {
@@ -90,11 +82,191 @@ pub trait Module<T: Element = f32>: Send + Sync {
     }
 }
 
+/// A module with one input and one output: every layer, and models that
+/// are one map (a `Sequential`, a classifier). PyTorch's `forward`.
+pub trait Forward<T: Element = f32>: Module<T> {
+    fn forward(&self, x: &Var<T>) -> Result<Var<T>>;
+
+    /// For a leaky rectifier layer (ReLU: 0, LeakyReLU: its slope), the
+    /// slope below zero, so that a container can fuse it into the layer
+    /// before it with [`Forward::forward_rectified`].
+    fn rectifier_slope(&self) -> Option<f64> {
+        None
+    }
+
+    /// `forward` followed by a leaky rectifier of `slope`, which a layer may
+    /// fuse (BatchNorm does); the same values and gradients as the two in
+    /// turn.
+    fn forward_rectified(&self, x: &Var<T>, slope: f64) -> Result<Var<T>> {
+        Ok(rectify(&self.forward(x)?, T::of(slope)))
+    }
+}
+
+/// How a field of a `#[derive(Module)]` struct takes part in its state:
+/// implemented for `Var` (a parameter), child modules (visited under the
+/// field's name), `Option`, `Vec` (numbered like `nn.ModuleList`), boxes,
+/// `AtomicI64` (a counter) and, doing nothing, plain numbers, flags and
+/// strings. `name` is the field's name, or empty for a flattened field.
+pub trait ModuleField<T: Element> {
+    fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>));
+
+    fn set_training_field(&self, training: bool);
+}
+
+/// `prefix.name`, or `name` alone under an empty prefix (a flattened field).
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+impl<T: Element> ModuleField<T> for Var<T> {
+    fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        f(name, Slot::Parameter(self));
+    }
+
+    fn set_training_field(&self, _training: bool) {}
+}
+
+impl<T: Element> ModuleField<T> for AtomicI64 {
+    fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        f(name, Slot::Counter(self));
+    }
+
+    fn set_training_field(&self, _training: bool) {}
+}
+
+impl<T: Element, F: ModuleField<T>> ModuleField<T> for Option<F> {
+    fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        if let Some(x) = self {
+            x.visit_field(name, f);
+        }
+    }
+
+    fn set_training_field(&self, training: bool) {
+        if let Some(x) = self {
+            x.set_training_field(training);
+        }
+    }
+}
+
+impl<T: Element, F: ModuleField<T>> ModuleField<T> for Vec<F> {
+    fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        for (i, x) in self.iter().enumerate() {
+            x.visit_field(&join(name, &i.to_string()), f);
+        }
+    }
+
+    fn set_training_field(&self, training: bool) {
+        self.iter().for_each(|x| x.set_training_field(training));
+    }
+}
+
+impl<T: Element, F: ModuleField<T> + ?Sized> ModuleField<T> for Box<F> {
+    fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        (**self).visit_field(name, f);
+    }
+
+    fn set_training_field(&self, training: bool) {
+        (**self).set_training_field(training);
+    }
+}
+
+impl<T: Element, F: ModuleField<T> + ?Sized> ModuleField<T> for std::sync::Arc<F> {
+    fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        (**self).visit_field(name, f);
+    }
+
+    fn set_training_field(&self, training: bool) {
+        (**self).set_training_field(training);
+    }
+}
+
+macro_rules! module_trait_object {
+    ($($tr:ident),*) => {$(
+        impl<T: Element> ModuleField<T> for dyn $tr<T> {
+            fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+                visit_child(name, self, f);
+            }
+
+            fn set_training_field(&self, training: bool) {
+                self.set_training(training);
+            }
+        }
+    )*};
+}
+module_trait_object!(Module, Forward);
+
+macro_rules! plain_fields {
+    ($($ty:ty),*) => {$(
+        impl<T: Element> ModuleField<T> for $ty {
+            fn visit_field(&self, _name: &str, _f: &mut dyn FnMut(&str, Slot<'_, T>)) {}
+
+            fn set_training_field(&self, _training: bool) {}
+        }
+    )*};
+}
+plain_fields!(
+    bool,
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    isize,
+    f32,
+    f64,
+    String,
+    ()
+);
+
+impl<T: Element, X: ?Sized> ModuleField<T> for std::marker::PhantomData<X> {
+    fn visit_field(&self, _name: &str, _f: &mut dyn FnMut(&str, Slot<'_, T>)) {}
+
+    fn set_training_field(&self, _training: bool) {}
+}
+
+/// A `#[module(buffer)]` field: state that is not learnable.
+pub trait BufferField<T: Element> {
+    fn visit_buffer(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>));
+}
+
+impl<T: Element> BufferField<T> for Var<T> {
+    fn visit_buffer(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        f(name, Slot::Buffer(self));
+    }
+}
+
+impl<T: Element> BufferField<T> for Option<Var<T>> {
+    fn visit_buffer(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        if let Some(v) = self {
+            f(name, Slot::Buffer(v));
+        }
+    }
+}
+
+/// A `#[module(training)]` field: the flag `set_training` sets.
+pub trait TrainingFlag {
+    fn set_flag(&self, training: bool);
+}
+
+impl TrainingFlag for AtomicBool {
+    fn set_flag(&self, training: bool) {
+        self.store(training, Ordering::Relaxed);
+    }
+}
+
 /// Visits a child module's state under `prefix.`.
 pub fn visit_child<T: Element>(
     prefix: &str,
-    child: &dyn Module<T>,
+    child: &(impl Module<T> + ?Sized),
     f: &mut dyn FnMut(&str, Slot<'_, T>),
 ) {
-    child.visit(&mut |name, slot| f(&format!("{prefix}.{name}"), slot));
+    child.visit(&mut |name, slot| f(&join(prefix, name), slot));
 }

@@ -1,5 +1,6 @@
 //! State dicts on disk: round trips and every bad-checkpoint row of DESIGN.md.
 
+use deepgen_nn::Forward;
 use std::path::{Path, PathBuf};
 
 use deepgen_nn::checkpoint::{self, TensorData};
@@ -191,4 +192,23 @@ proptest! {
             let _ = checkpoint::load_entries(&net(10), Path::new("fuzz"), entries, true);
         }
     }
+}
+
+#[test]
+fn files_with_the_same_state_and_metadata_have_the_same_bytes() {
+    use std::collections::HashMap;
+    let t = TensorData::F32(Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap());
+    let entries = vec![("w".to_string(), t)];
+    let meta = || -> HashMap<String, String> {
+        (0..8)
+            .map(|i| (format!("key{i}"), format!("value {i}")))
+            .collect()
+    };
+    let a = checkpoint::to_bytes(&entries, Some(meta())).unwrap();
+    for _ in 0..4 {
+        assert_eq!(checkpoint::to_bytes(&entries, Some(meta())).unwrap(), a);
+    }
+    let (back, m) = checkpoint::from_bytes(std::path::Path::new("mem"), &a).unwrap();
+    assert_eq!(back, entries);
+    assert_eq!(m, meta());
 }

@@ -1,5 +1,6 @@
 //! Layer behaviour beyond gradients: modes, running statistics, defaults, errors.
 
+use deepgen_nn::Forward;
 use deepgen_nn::{
     init, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
     Dropout, Embedding, Flatten, LayerNorm, LeakyRelu, Linear, Module, Relu, Sequential, Tensor,

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use deepgen_nn::checkpoint::{self, TensorData};
 use deepgen_nn::loss::{self, Reduction};
+use deepgen_nn::Forward;
 use deepgen_nn::{
     BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Flatten, Linear, Module, Relu, Sequential,
     Tensor, Var,

@@ -8,6 +8,7 @@
 //! worst ratio is printed (`cargo test -p deepgen-nn --test torch_fixtures --
 //! --nocapture`).
 
+use deepgen_nn::Forward;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -222,7 +223,7 @@ fn slots(module: &dyn Module<f32>) -> (BTreeMap<String, Var<f32>>, BTreeMap<Stri
 /// Installs `{case}.param.*` into `module`, runs it on `{case}.x` with the
 /// upstream gradient `{case}.g` and compares output, input gradient,
 /// parameter gradients and BatchNorm's buffers after the step.
-fn layer_case(fx: &Fixtures, case: &str, module: &dyn Module<f32>, training: bool) -> Check {
+fn layer_case(fx: &Fixtures, case: &str, module: &dyn Forward<f32>, training: bool) -> Check {
     let mut check = Check::new(case);
     module.set_training(training);
     let (params, buffers) = slots(module);
@@ -327,7 +328,7 @@ fn layers_match_pytorch_forward_and_backward() {
         ..bn
     };
 
-    let cases: Vec<(&str, Box<dyn Module<f32>>, bool)> = vec![
+    let cases: Vec<(&str, Box<dyn Forward<f32>>, bool)> = vec![
         (
             "linear",
             Box::new(layer(Linear::new(5, 3, true, rng))),

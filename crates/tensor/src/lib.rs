@@ -12,6 +12,7 @@
 mod display;
 mod element;
 mod error;
+pub mod io;
 pub mod layout;
 mod random;
 pub mod storage;

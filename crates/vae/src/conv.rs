@@ -1,10 +1,9 @@
 use rand::Rng;
 
 use deepgen_autograd::{Element, Var};
-use deepgen_nn::module::visit_child;
 use deepgen_nn::{
-    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Flatten, Linear, Module, Relu,
-    Sequential, Slot, Unflatten,
+    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Flatten, Forward, Linear, Module,
+    Relu, Sequential, Unflatten,
 };
 
 use crate::model::VaeNet;
@@ -18,6 +17,7 @@ use crate::{Error, Result};
 /// decoder: Linear(latent -> hidden), ReLU -> Linear(-> last width x h' x w'),
 /// ReLU -> Unflatten -> (ConvTranspose k4 s2 p1, ReLU) per width in reverse
 /// -> ConvTranspose k4 s2 p1 to c channels (Bernoulli logits or Gaussian means).
+#[derive(Module)]
 pub struct ConvVae<T: Element = f32> {
     pub encoder: Sequential<T>,
     pub fc_mu: Linear<T>,
@@ -109,16 +109,9 @@ impl<T: Element> VaeNet<T> for ConvVae<T> {
     }
 }
 
-impl<T: Element> Module<T> for ConvVae<T> {
+impl<T: Element> Forward<T> for ConvVae<T> {
     /// The decoder's output through the posterior mean.
     fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
         crate::model::forward_through_mean(self, x)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        visit_child("encoder", &self.encoder, f);
-        visit_child("fc_mu", &self.fc_mu, f);
-        visit_child("fc_logvar", &self.fc_logvar, f);
-        visit_child("decoder", &self.decoder, f);
     }
 }

@@ -11,12 +11,19 @@ pub enum Error {
     Data(#[from] deepgen_data::Error),
     #[error("{op}: {msg}")]
     Invalid { op: &'static str, msg: String },
-    #[error("training stopped: the loss became {loss} at epoch {epoch}, batch {batch}; the last good checkpoint is kept")]
-    NonFinite {
-        loss: f64,
-        epoch: usize,
-        batch: usize,
-    },
+    #[error(transparent)]
+    Train(#[from] deepgen_train::Error),
+}
+
+/// A VAE step's error as the training loop reports it (its own errors
+/// pass through unwrapped).
+impl From<Error> for deepgen_train::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Train(t) => t,
+            other => deepgen_train::Error::Model(Box::new(other)),
+        }
+    }
 }
 
 impl From<deepgen_autograd::TensorError> for Error {

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::path::Path;
 
 use deepgen_autograd::{no_grad, Tensor, Var};
-use deepgen_data::plot::{scatter_chart, Series};
-use deepgen_data::{save_grid, GridOptions};
 use deepgen_nn::checkpoint::{self, TensorData};
-use deepgen_nn::Module;
+use deepgen_nn::Forward;
+use deepgen_train::grid::{save_grid, GridOptions};
+use deepgen_train::plot::{scatter_chart, Series};
 use rand::Rng;
 
 use crate::{Error, Result, Vae};
@@ -267,7 +267,8 @@ pub fn write_latents(dir: &Path, mu: &Tensor, logvar: &Tensor, labels: &[usize])
         (0..l).for_each(|j| csv.push_str(&format!(",{}", v[i * l + j])));
         csv.push('\n');
     }
-    checkpoint::write_atomic(&dir.join("latents.csv"), csv.as_bytes())?;
+    let csv_path = dir.join("latents.csv");
+    deepgen_train::run::write_file(&csv_path, csv.as_bytes())?;
     scatter_png(&dir.join("latents.png"), &first_two_components(mu)?, labels)
 }
 

@@ -1,8 +1,7 @@
 use rand::Rng;
 
 use deepgen_autograd::{Element, Var};
-use deepgen_nn::module::visit_child;
-use deepgen_nn::{Linear, Module, Slot};
+use deepgen_nn::{Forward, Linear, Module};
 
 use crate::model::VaeNet;
 use crate::Result;
@@ -10,12 +9,14 @@ use crate::Result;
 /// Encoder x -> ReLU(fc1) -> (fc21 = mu, fc22 = log variance);
 /// decoder z -> ReLU(fc3) -> fc4 = the pixels' Bernoulli logits or Gaussian
 /// means. pytorch/examples' VAE, names and shapes included.
+#[derive(Module)]
 pub struct MlpVae<T: Element = f32> {
     pub fc1: Linear<T>,
     pub fc21: Linear<T>,
     pub fc22: Linear<T>,
     pub fc3: Linear<T>,
     pub fc4: Linear<T>,
+    #[module(skip)]
     image_shape: Vec<usize>,
 }
 
@@ -59,21 +60,9 @@ impl<T: Element> VaeNet<T> for MlpVae<T> {
     }
 }
 
-impl<T: Element> Module<T> for MlpVae<T> {
+impl<T: Element> Forward<T> for MlpVae<T> {
     /// The decoder's output through the posterior mean.
     fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
         crate::model::forward_through_mean(self, x)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        for (name, layer) in [
-            ("fc1", &self.fc1),
-            ("fc21", &self.fc21),
-            ("fc22", &self.fc22),
-            ("fc3", &self.fc3),
-            ("fc4", &self.fc4),
-        ] {
-            visit_child(name, layer, f);
-        }
     }
 }

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use deepgen_autograd::{Element, Tensor, Var};
 use deepgen_nn::checkpoint;
-use deepgen_nn::{Module, Slot};
+use deepgen_nn::module::visit_child;
+use deepgen_nn::{Forward, Module, ModuleField, Slot};
 
 use crate::{ConvVae, Error, MlpVae, Result};
 
@@ -20,14 +21,25 @@ use crate::{ConvVae, Error, MlpVae, Result};
 pub const CONFIG_KEY: &str = "deepgen.vae";
 
 /// An encoder q(z|x) and a decoder network; the likelihood is [`Vae`]'s.
-pub trait VaeNet<T: Element>: Module<T> {
+pub trait VaeNet<T: Element>: Forward<T> {
     /// [n, image..] -> (mu, logvar), each [n, latent].
     fn encode(&self, x: &Var<T>) -> Result<(Var<T>, Var<T>)>;
     /// [n, latent] -> [n, image..]: Bernoulli logits or Gaussian means.
     fn decode(&self, z: &Var<T>) -> Result<Var<T>>;
 }
 
-/// `Module::forward` of a [`VaeNet`]: decode the posterior mean.
+/// A boxed network is a field of [`Vae`] like any child module.
+impl<T: Element> ModuleField<T> for dyn VaeNet<T> {
+    fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        visit_child(name, self, f);
+    }
+
+    fn set_training_field(&self, training: bool) {
+        self.set_training(training);
+    }
+}
+
+/// `Forward::forward` of a [`VaeNet`]: decode the posterior mean.
 pub(crate) fn forward_through_mean<T: Element>(
     net: &dyn VaeNet<T>,
     x: &Var<T>,
@@ -108,8 +120,12 @@ impl VaeConfig {
 
 /// A VAE: network, likelihood and (for [`Likelihood::GaussianLearned`])
 /// the decoder's log-variance, a parameter named `decoder_log_var` [1].
+#[derive(Module)]
 pub struct Vae<T: Element = f32> {
+    /// Visited without a prefix, so an MLP VAE's state dict is pytorch/examples'.
+    #[module(flatten)]
     pub net: Box<dyn VaeNet<T>>,
+    #[module(skip)]
     pub config: VaeConfig,
     pub decoder_log_var: Option<Var<T>>,
 }
@@ -225,23 +241,10 @@ impl<T: Element> Vae<T> {
     }
 }
 
-impl<T: Element> Module<T> for Vae<T> {
+impl<T: Element> Forward<T> for Vae<T> {
     /// The pixel means of the reconstruction through the posterior mean.
     fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
         Ok(self.mean(&self.net.forward(x)?))
-    }
-
-    /// The network's names unprefixed (so an MLP VAE's state dict is
-    /// pytorch/examples'), then `decoder_log_var` when learned.
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        self.net.visit(f);
-        if let Some(v) = &self.decoder_log_var {
-            f("decoder_log_var", Slot::Parameter(v));
-        }
-    }
-
-    fn set_training(&self, training: bool) {
-        self.net.set_training(training);
     }
 }
 

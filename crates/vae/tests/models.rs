@@ -1,6 +1,7 @@
 //! The convolutional VAE, the Gaussian decoders, configs inside checkpoints,
 //! the manifold grid, and a VAE trained in PyTorch loading here.
 
+use deepgen_nn::Forward;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use deepgen_autograd::{no_grad, Tensor, Var};
 use deepgen_data::{synthetic, Dataset, Subset};
 use deepgen_nn::checkpoint::load_tensors;
 use deepgen_nn::Module;
+use deepgen_train::RunConfig;
 use deepgen_vae::trainer::{evaluate, train, TrainConfig};
 use deepgen_vae::{elbo, generate, Arch, Likelihood, Vae, VaeConfig};
 use rand::SeedableRng;
@@ -127,11 +129,14 @@ fn the_conv_vae_learns_synthetic_digits() {
     let model = Vae::new(VaeConfig::conv(&[1, 28, 28], 10), 1).unwrap();
     let before = evaluate(&model, held.clone(), 200, 0).unwrap().0;
     let cfg = TrainConfig {
-        epochs: 2,
+        run: RunConfig {
+            epochs: 2,
+            out_dir: out_dir("conv"),
+            progress: false,
+            images: false,
+            ..TrainConfig::default().run
+        },
         batch_size: 64,
-        out_dir: out_dir("conv"),
-        progress: false,
-        images: false,
         ..Default::default()
     };
     let history = train(&model, train_set, Some(held), &cfg, |_| {}).unwrap();
@@ -205,11 +210,14 @@ fn a_learned_variance_shrinks_as_the_decoder_learns() {
     )
     .unwrap();
     let cfg = TrainConfig {
-        epochs: 3,
+        run: RunConfig {
+            epochs: 3,
+            out_dir: out_dir("learned"),
+            progress: false,
+            images: false,
+            ..TrainConfig::default().run
+        },
         batch_size: 32,
-        out_dir: out_dir("learned"),
-        progress: false,
-        images: false,
         ..Default::default()
     };
     let history = train(&model, train_set, Some(held), &cfg, |_| {}).unwrap();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use deepgen_autograd::Tensor;
 use deepgen_data::{synthetic, Dataset, Subset};
 use deepgen_nn::Module;
+use deepgen_train::{Error as TrainError, RunConfig, Start};
 use deepgen_vae::trainer::{evaluate, train, TrainConfig};
 use deepgen_vae::{iwae_bound, Error, Vae, VaeConfig};
 use rand::SeedableRng;
@@ -24,10 +25,13 @@ fn config(dir: &str, epochs: usize) -> TrainConfig {
     let out_dir = std::env::temp_dir().join(format!("deepgen-vae-{}-{dir}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
     TrainConfig {
-        epochs,
+        run: RunConfig {
+            epochs,
+            out_dir,
+            progress: false,
+            ..TrainConfig::default().run
+        },
         batch_size: 64,
-        out_dir,
-        progress: false,
         ..Default::default()
     }
 }
@@ -60,11 +64,13 @@ fn training_on_synthetic_digits_brings_the_held_out_loss_down() {
         "samples.png",
         "reconstructions.png",
         "model.safetensors",
-        "optimizer.safetensors",
+        "checkpoints/last",
+        "checkpoints/epoch-0004/optimizer_model.safetensors",
+        "checkpoints/epoch-0004/trainer.safetensors",
     ] {
-        assert!(cfg.out_dir.join(f).exists(), "{f}");
+        assert!(cfg.run.out_dir.join(f).exists(), "{f}");
     }
-    let csv = std::fs::read_to_string(cfg.out_dir.join("metrics.csv")).unwrap();
+    let csv = std::fs::read_to_string(cfg.run.out_dir.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5);
     let last: Vec<f64> = csv
         .lines()
@@ -109,33 +115,44 @@ fn the_iwae_bound_is_at_most_the_negative_elbo() {
 fn a_nan_loss_stops_training_and_keeps_the_last_checkpoint() {
     let (train_set, _) = digits(600);
     let model = Vae::new(small(), 3).unwrap();
-    let cfg = config("nan", 1);
-    train(&model, train_set.clone(), None, &cfg, |_| {}).unwrap();
-    let saved = std::fs::read(cfg.out_dir.join("model.safetensors")).unwrap();
+    let cfg = config("nan", 2);
     let (_, w) = model
         .named_parameters()
         .into_iter()
         .find(|(n, _)| n == "fc4.weight")
         .unwrap();
-    w.set_value(deepgen_kernels::map(&w.value(), |_| f32::NAN))
-        .unwrap();
-    let err = train(&model, train_set, None, &cfg, |_| {}).unwrap_err();
+    let mut saved = None;
+    // After the first epoch's checkpoint, the weights go bad.
+    let err = train(&model, train_set, None, &cfg, |_| {
+        saved = Some(std::fs::read(cfg.run.out_dir.join("model.safetensors")).unwrap());
+        w.set_value(deepgen_kernels::map(&w.value(), |_| f32::NAN))
+            .unwrap();
+    })
+    .unwrap_err();
     assert!(
         matches!(
             err,
-            Error::NonFinite {
-                epoch: 0,
-                batch: 0,
+            Error::Train(TrainError::NonFinite {
+                epoch: Some(1),
+                batch: Some(0),
+                kept: Some(_),
                 ..
-            }
+            })
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("last good checkpoint"));
-    assert_eq!(
-        std::fs::read(cfg.out_dir.join("model.safetensors")).unwrap(),
-        saved
+    let message = err.to_string();
+    assert!(message.contains("at epoch 2, batch 1"), "{message}");
+    assert!(
+        message.contains("last good checkpoint is kept"),
+        "{message}"
     );
+    assert_eq!(
+        std::fs::read(cfg.run.out_dir.join("model.safetensors")).unwrap(),
+        saved.unwrap()
+    );
+    let last = std::fs::read_to_string(cfg.run.out_dir.join("checkpoints/last")).unwrap();
+    assert_eq!(last.trim(), "epoch-0001");
 }
 
 #[test]
@@ -184,8 +201,11 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
         train_set,
         Some(held),
         &TrainConfig {
-            epochs: 3,
-            resume: true,
+            run: RunConfig {
+                epochs: 3,
+                start: Start::Resume,
+                ..cfg.run.clone()
+            },
             ..cfg
         },
         |_| {},

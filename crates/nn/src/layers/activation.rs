@@ -1,14 +1,14 @@
 //! Activation layers (no state).
 
-use crate::{Element, Module, Result, Var};
+use crate::{Element, Forward, Module, Result, Var};
 
 macro_rules! activation {
     ($(#[$doc:meta])* $name:ident, |$x:ident| $body:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default)]
+        #[derive(Debug, Clone, Copy, Default, Module)]
         pub struct $name;
 
-        impl<T: Element> Module<T> for $name {
+        impl<T: Element> Forward<T> for $name {
             fn forward(&self, $x: &Var<T>) -> Result<Var<T>> {
                 Ok($body)
             }
@@ -17,10 +17,10 @@ macro_rules! activation {
 }
 
 /// max(x, 0)
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Module)]
 pub struct Relu;
 
-impl<T: Element> Module<T> for Relu {
+impl<T: Element> Forward<T> for Relu {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         Ok(x.relu())
     }
@@ -40,7 +40,7 @@ activation!(
 );
 
 /// x for x > 0, slope * x otherwise (PyTorch's default slope 0.01).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Module)]
 pub struct LeakyRelu {
     pub slope: f64,
 }
@@ -57,7 +57,7 @@ impl LeakyRelu {
     }
 }
 
-impl<T: Element> Module<T> for LeakyRelu {
+impl<T: Element> Forward<T> for LeakyRelu {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         Ok(x.leaky_relu(T::of(self.slope)))
     }

@@ -1,7 +1,6 @@
 use rand::Rng;
 
-use crate::module::Slot;
-use crate::{init, Conv2dOptions, Element, Module, Result, Var};
+use crate::{init, Conv2dOptions, Element, Forward, Module, Result, Var};
 
 /// Geometry of a Conv2d beyond its channel counts (PyTorch's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +41,11 @@ fn add_channel_bias<T: Element>(y: Var<T>, bias: &Option<Var<T>>) -> Result<Var<
 }
 
 /// 2-D convolution: [n, in, h, w] -> [n, out, h', w']; weight [out, in, k, k].
+#[derive(Module)]
 pub struct Conv2d<T: Element = f32> {
     pub weight: Var<T>,
     pub bias: Option<Var<T>>,
+    #[module(skip)]
     pub options: Conv2dOptions,
 }
 
@@ -70,16 +71,9 @@ impl<T: Element> Conv2d<T> {
     }
 }
 
-impl<T: Element> Module<T> for Conv2d<T> {
+impl<T: Element> Forward<T> for Conv2d<T> {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         add_channel_bias(x.conv2d(&self.weight, self.options)?, &self.bias)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        f("weight", Slot::Parameter(&self.weight));
-        if let Some(b) = &self.bias {
-            f("bias", Slot::Parameter(b));
-        }
     }
 }
 
@@ -106,9 +100,11 @@ impl Default for ConvTranspose2dConfig {
 }
 
 /// Transposed convolution: [n, in, h, w] -> [n, out, h', w']; weight [in, out, k, k].
+#[derive(Module)]
 pub struct ConvTranspose2d<T: Element = f32> {
     pub weight: Var<T>,
     pub bias: Option<Var<T>>,
+    #[module(skip)]
     pub options: Conv2dOptions,
     pub output_padding: usize,
 }
@@ -138,19 +134,12 @@ impl<T: Element> ConvTranspose2d<T> {
     }
 }
 
-impl<T: Element> Module<T> for ConvTranspose2d<T> {
+impl<T: Element> Forward<T> for ConvTranspose2d<T> {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         let op = [self.output_padding; 2];
         add_channel_bias(
             x.conv_transpose2d(&self.weight, self.options, op)?,
             &self.bias,
         )
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        f("weight", Slot::Parameter(&self.weight));
-        if let Some(b) = &self.bias {
-            f("bias", Slot::Parameter(b));
-        }
     }
 }

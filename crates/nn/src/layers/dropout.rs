@@ -4,14 +4,17 @@ use std::sync::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Element, Error, Module, Result, Tensor, Var};
+use crate::{Element, Error, Forward, Module, Result, Tensor, Var};
 
 /// Zeroes each element with probability `p` in training mode and scales the
 /// rest by 1 / (1 - p); the identity in eval mode. Its masks come from its
 /// own generator, seeded at construction, so runs repeat.
+#[derive(Module)]
 pub struct Dropout {
     pub p: f64,
+    #[module(skip)]
     rng: Mutex<ChaCha8Rng>,
+    #[module(training)]
     training: AtomicBool,
 }
 
@@ -31,7 +34,7 @@ impl Dropout {
     }
 }
 
-impl<T: Element> Module<T> for Dropout {
+impl<T: Element> Forward<T> for Dropout {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         if !self.training.load(Ordering::Relaxed) || self.p == 0.0 {
             return Ok(x.clone());
@@ -55,9 +58,5 @@ impl<T: Element> Module<T> for Dropout {
             .collect();
         let mask = Var::constant(Tensor::from_vec(mask, &x.shape())?);
         Ok(x.mul(&mask)?)
-    }
-
-    fn set_training(&self, training: bool) {
-        self.training.store(training, Ordering::Relaxed);
     }
 }

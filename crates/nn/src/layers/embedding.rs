@@ -1,9 +1,9 @@
 use rand::Rng;
 
-use crate::module::Slot;
-use crate::{init, Element, Error, Module, Result, Var};
+use crate::{init, Element, Error, Forward, Module, Result, Var};
 
 /// A lookup table: index i -> row i of `weight` [num, dim] (N(0, 1) init, as PyTorch).
+#[derive(Module)]
 pub struct Embedding<T: Element = f32> {
     pub weight: Var<T>,
 }
@@ -21,7 +21,7 @@ impl<T: Element> Embedding<T> {
     }
 }
 
-impl<T: Element> Module<T> for Embedding<T> {
+impl<T: Element> Forward<T> for Embedding<T> {
     /// `x` holds indices (whole numbers); [..] -> [.., dim].
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         let num = self.weight.shape()[0];
@@ -40,9 +40,5 @@ impl<T: Element> Module<T> for Embedding<T> {
         let mut shape = x.shape();
         shape.push(self.weight.shape()[1]);
         Ok(self.lookup(&indices)?.reshape(&shape)?)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        f("weight", Slot::Parameter(&self.weight));
     }
 }

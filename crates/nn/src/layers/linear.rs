@@ -1,9 +1,9 @@
 use rand::Rng;
 
-use crate::module::Slot;
-use crate::{init, Element, Module, Result, Var};
+use crate::{init, Element, Forward, Module, Result, Var};
 
 /// y = x W^T + b: [.., in] -> [.., out]. `weight` is [out, in] as in PyTorch.
+#[derive(Module)]
 pub struct Linear<T: Element = f32> {
     pub weight: Var<T>,
     pub bias: Option<Var<T>>,
@@ -28,20 +28,13 @@ impl<T: Element> Linear<T> {
     }
 }
 
-impl<T: Element> Module<T> for Linear<T> {
+impl<T: Element> Forward<T> for Linear<T> {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         // W^T is a strided view: no copy before the gemm.
         let y = x.matmul(&self.weight.t()?)?;
         match &self.bias {
             Some(b) => Ok(y.add(b)?),
             None => Ok(y),
-        }
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        f("weight", Slot::Parameter(&self.weight));
-        if let Some(b) = &self.bias {
-            f("bias", Slot::Parameter(b));
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use crate::module::{rectify, Slot};
-use crate::{Element, Error, Module, Result, Tensor, Var};
+use crate::module::rectify;
+use crate::{Element, Error, Forward, Module, Result, Tensor, Var};
 
 /// BatchNorm settings, with PyTorch's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,14 +29,20 @@ impl Default for BatchNormConfig {
 /// BatchNorm1d for [n, c] or [n, c, l], BatchNorm2d for [n, c, h, w].
 /// Training mode normalises with the batch statistics (biased variance) and
 /// updates the running ones (unbiased variance); eval mode uses the running ones.
+#[derive(Module)]
 pub struct BatchNorm<T: Element = f32> {
     pub weight: Option<Var<T>>,
     pub bias: Option<Var<T>>,
+    #[module(buffer)]
     pub running_mean: Var<T>,
+    #[module(buffer)]
     pub running_var: Var<T>,
     pub num_batches_tracked: AtomicI64,
+    #[module(skip)]
     pub config: BatchNormConfig,
+    #[module(skip)]
     ranks: &'static [usize],
+    #[module(training)]
     training: AtomicBool,
 }
 
@@ -137,7 +143,7 @@ impl<T: Element> BatchNorm<T> {
     }
 }
 
-impl<T: Element> Module<T> for BatchNorm<T> {
+impl<T: Element> Forward<T> for BatchNorm<T> {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         self.normalise(x, None)
     }
@@ -145,26 +151,10 @@ impl<T: Element> Module<T> for BatchNorm<T> {
     fn forward_rectified(&self, x: &Var<T>, slope: f64) -> Result<Var<T>> {
         self.normalise(x, Some(T::of(slope)))
     }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            f("weight", Slot::Parameter(w));
-            f("bias", Slot::Parameter(b));
-        }
-        f("running_mean", Slot::Buffer(&self.running_mean));
-        f("running_var", Slot::Buffer(&self.running_var));
-        f(
-            "num_batches_tracked",
-            Slot::Counter(&self.num_batches_tracked),
-        );
-    }
-
-    fn set_training(&self, training: bool) {
-        self.training.store(training, Ordering::Relaxed);
-    }
 }
 
 /// Layer normalisation over the trailing axes `normalized_shape`.
+#[derive(Module)]
 pub struct LayerNorm<T: Element = f32> {
     pub weight: Option<Var<T>>,
     pub bias: Option<Var<T>>,
@@ -187,7 +177,7 @@ impl<T: Element> LayerNorm<T> {
     }
 }
 
-impl<T: Element> Module<T> for LayerNorm<T> {
+impl<T: Element> Forward<T> for LayerNorm<T> {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         let shape = x.shape();
         let k = self.normalized_shape.len();
@@ -208,12 +198,5 @@ impl<T: Element> Module<T> for LayerNorm<T> {
             y = y.mul(w)?.add(b)?;
         }
         Ok(y)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            f("weight", Slot::Parameter(w));
-            f("bias", Slot::Parameter(b));
-        }
     }
 }

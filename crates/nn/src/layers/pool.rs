@@ -1,11 +1,12 @@
 //! Pooling layers.
 
-use crate::{Element, Module, Result, Var};
+use crate::{Element, Forward, Module, Result, Var};
 use deepgen_autograd::Pool2dOptions;
 
 /// Max over `kernel` x `kernel` windows, stride `kernel` by default (PyTorch's MaxPool2d).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Module)]
 pub struct MaxPool2d {
+    #[module(skip)]
     pub options: Pool2dOptions,
 }
 
@@ -17,15 +18,16 @@ impl MaxPool2d {
     }
 }
 
-impl<T: Element> Module<T> for MaxPool2d {
+impl<T: Element> Forward<T> for MaxPool2d {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         Ok(x.max_pool2d(self.options)?)
     }
 }
 
 /// Mean over `kernel` x `kernel` windows, stride `kernel` by default (PyTorch's AvgPool2d).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Module)]
 pub struct AvgPool2d {
+    #[module(skip)]
     pub options: Pool2dOptions,
 }
 
@@ -37,7 +39,7 @@ impl AvgPool2d {
     }
 }
 
-impl<T: Element> Module<T> for AvgPool2d {
+impl<T: Element> Forward<T> for AvgPool2d {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         Ok(x.avg_pool2d(self.options)?)
     }

@@ -1,10 +1,11 @@
-use crate::module::{visit_child, Slot};
-use crate::{Element, Module, Result, Var};
+use crate::{Element, Forward, Module, Result, Var};
 
 /// Layers applied in order; their state is named `0.weight`, `1.bias`, ...
 /// as in PyTorch's nn.Sequential.
+#[derive(Module)]
 pub struct Sequential<T: Element = f32> {
-    layers: Vec<Box<dyn Module<T>>>,
+    #[module(flatten)]
+    layers: Vec<Box<dyn Forward<T>>>,
 }
 
 impl<T: Element> Default for Sequential<T> {
@@ -20,13 +21,13 @@ impl<T: Element> Sequential<T> {
 
     /// Appends a layer (builder style, as `nn.Sequential(a, b, ...)`).
     #[allow(clippy::should_implement_trait)]
-    pub fn add(mut self, layer: impl Module<T> + 'static) -> Self {
+    pub fn add(mut self, layer: impl Forward<T> + 'static) -> Self {
         self.layers.push(Box::new(layer));
         self
     }
 
     /// Appends a boxed layer.
-    pub fn push(&mut self, layer: Box<dyn Module<T>>) {
+    pub fn push(&mut self, layer: Box<dyn Forward<T>>) {
         self.layers.push(layer);
     }
 
@@ -38,14 +39,14 @@ impl<T: Element> Sequential<T> {
         self.layers.is_empty()
     }
 
-    pub fn layers(&self) -> &[Box<dyn Module<T>>] {
+    pub fn layers(&self) -> &[Box<dyn Forward<T>>] {
         &self.layers
     }
 }
 
-impl<T: Element> Module<T> for Sequential<T> {
+impl<T: Element> Forward<T> for Sequential<T> {
     /// Runs the layers in order; a layer followed by a rectifier (ReLU,
-    /// LeakyReLU) runs the pair through [`Module::forward_rectified`], which
+    /// LeakyReLU) runs the pair through [`Forward::forward_rectified`], which
     /// BatchNorm fuses.
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         let mut h = x.clone();
@@ -60,15 +61,5 @@ impl<T: Element> Module<T> for Sequential<T> {
             };
         }
         Ok(h)
-    }
-
-    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            visit_child(&i.to_string(), layer.as_ref(), f);
-        }
-    }
-
-    fn set_training(&self, training: bool) {
-        self.layers.iter().for_each(|l| l.set_training(training));
     }
 }

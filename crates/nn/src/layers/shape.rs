@@ -1,9 +1,9 @@
 //! Layers that only reshape.
 
-use crate::{Element, Error, Module, Result, Var};
+use crate::{Element, Error, Forward, Module, Result, Var};
 
 /// Collapses axes `start..=end` (PyTorch's defaults: 1 to the last).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Module)]
 pub struct Flatten {
     pub start: usize,
     /// None: the last axis.
@@ -19,7 +19,7 @@ impl Default for Flatten {
     }
 }
 
-impl<T: Element> Module<T> for Flatten {
+impl<T: Element> Forward<T> for Flatten {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         let end = self.end.unwrap_or(x.rank().saturating_sub(1));
         Ok(x.flatten(self.start, end)?)
@@ -27,7 +27,7 @@ impl<T: Element> Module<T> for Flatten {
 }
 
 /// Splits axis `axis` into `sizes`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct Unflatten {
     pub axis: usize,
     pub sizes: Vec<usize>,
@@ -42,7 +42,7 @@ impl Unflatten {
     }
 }
 
-impl<T: Element> Module<T> for Unflatten {
+impl<T: Element> Forward<T> for Unflatten {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         let shape = x.shape();
         let n = shape.get(self.axis).copied();

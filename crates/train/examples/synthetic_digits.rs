@@ -1,7 +1,7 @@
 //! Times the generation of the built-in synthetic digits and writes a grid
 //! of the first 64 (`docs/synthetic-digits.png` is made this way).
 //!
-//!     cargo run --release -p deepgen-data --example synthetic_digits -- OUT.png
+//!     cargo run --release -p deepgen-train --example synthetic_digits -- OUT.png
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = std::time::Instant::now();
@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     let batch = loader.batch((0..64).collect())?;
-    deepgen_data::save_grid(
+    deepgen_train::grid::save_grid(
         std::path::Path::new(&out),
         &batch.images,
         Default::default(),

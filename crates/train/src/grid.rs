@@ -95,13 +95,7 @@ pub fn write_png(path: &Path, w: usize, h: usize, c: usize, pixels: &[u8]) -> Re
         let mut writer = enc.write_header().map_err(png_err)?;
         writer.write_image_data(pixels).map_err(png_err)?;
     }
-    deepgen_nn::checkpoint::write_atomic(path, &bytes).map_err(|e| match e {
-        deepgen_nn::Error::Io { path, source } => Error::Io { path, source },
-        other => Error::Invalid {
-            op: "write_png",
-            msg: other.to_string(),
-        },
-    })
+    crate::run::write_file(path, &bytes)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! PNG grids read back pixel by pixel.
 
-use deepgen_data::{save_grid, GridOptions};
 use deepgen_tensor::Tensor;
+use deepgen_train::grid::{save_grid, GridOptions};
 
 #[test]
 fn a_saved_grid_reads_back_with_the_same_pixels() {

@@ -1,0 +1,132 @@
+//! `deepgen sample`: new images from a VAE's prior or a GAN's generator.
+
+use std::path::{Path, PathBuf};
+
+use deepgen_autograd::{no_grad, Tensor, Var};
+use deepgen_cli::{Error, Result};
+use deepgen_gan::Generator;
+use deepgen_nn::Module;
+use deepgen_vae::{generate, Vae};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// Most images one command draws: a grid or file of this many is already
+/// hundreds of megabytes; more is a typo, not a wish.
+pub const MAX_IMAGES: usize = 100_000;
+
+/// Draw images from a trained VAE's prior or a GAN's generator: a PNG
+/// grid, or raw samples as .safetensors or .idx for other tools.
+#[derive(clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Args {
+    /// A VAE's model.safetensors or a GAN's generator(_ema).safetensors
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Conditional GAN: the class to draw [default: cycling over the classes]
+    #[arg(long)]
+    label: Option<usize>,
+    /// Images to draw
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_IMAGES as u64))]
+    n: u64,
+    /// For a 2-D latent: a SIDE x SIDE grid over the prior's quantiles
+    /// instead of random samples (Kingma & Welling's figure 4) [default: random samples]
+    #[arg(long, value_name = "SIDE", value_parser = clap::value_parser!(u64).range(2..=300))]
+    manifold: Option<u64>,
+    /// The output: .png, .safetensors or .idx (its folder is created)
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+    /// Seed of the noise
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Refuses a model whose weights are NaN or infinite (it would draw noise
+/// and exit as if all were well).
+pub fn check_finite(module: &dyn Module<f32>, path: &Path) -> Result<()> {
+    for (name, p) in module.named_parameters() {
+        if p.value().to_vec().iter().any(|v| !v.is_finite()) {
+            return Err(Error::Usage(format!(
+                "{}: parameter `{name}` holds NaN or infinite values; the model diverged",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let n = a.n as usize;
+    // One read of the file: a GAN generator's spec, else a VAE.
+    let (images, nrow) = match deepgen_gan::spec::try_load_generator(&a.checkpoint)? {
+        Some(g) => {
+            check_finite(g.as_module(), &a.checkpoint)?;
+            if a.manifold.is_some() {
+                return Err(Error::Usage(
+                    "--manifold is for VAEs with a 2-D latent".into(),
+                ));
+            }
+            let images = gan_samples(g.as_ref(), n, a.label, a.seed)?;
+            if images.rank() != 4 {
+                return Err(Error::Usage(format!(
+                    "{} generates points, not images; see `deepgen eval gan-2d`",
+                    a.checkpoint.display()
+                )));
+            }
+            (images, 8)
+        }
+        None => {
+            if a.label.is_some() {
+                return Err(Error::Usage("--label is for class-conditional GANs".into()));
+            }
+            let model = Vae::from_checkpoint(&a.checkpoint)?;
+            check_finite(&model, &a.checkpoint)?;
+            match a.manifold {
+                Some(side) => (generate::manifold(&model, side as usize)?, side as usize),
+                None => {
+                    let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
+                    (generate::sample(&model, n, &mut rng)?, 8)
+                }
+            }
+        }
+    };
+    generate::write_images(&a.out, &images, nrow)?;
+    println!("wrote {} images to {}", images.shape()[0], a.out.display());
+    Ok(())
+}
+
+/// `n` samples of a generator, in [0, 1]: images [n, c, h, w] (Tanh
+/// outputs mapped from [-1, 1]) or points [n, 2] as they are. A
+/// conditional generator gets `label`, or labels cycling over its classes.
+pub fn gan_samples(g: &dyn Generator, n: usize, label: Option<usize>, seed: u64) -> Result<Tensor> {
+    let labels: Option<Vec<usize>> = match (g.num_classes(), label) {
+        (Some(k), Some(l)) if l < k => Some(vec![l; n]),
+        (Some(k), Some(l)) => {
+            return Err(Error::Usage(format!(
+                "--label {l} is not below the generator's {k} classes"
+            )))
+        }
+        (Some(k), None) => Some((0..n).map(|i| i % k).collect()),
+        (None, Some(_)) => {
+            return Err(Error::Usage(
+                "--label needs a class-conditional generator".into(),
+            ))
+        }
+        (None, None) => None,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let z = Tensor::randn(&[n, g.latent_dim()], 0.0, 1.0, &mut rng);
+    // Train-mode BatchNorm, as the training loop samples, with the running
+    // statistics put back afterwards.
+    let saved = deepgen_gan::net::snapshot_buffers(g.as_module());
+    g.as_module().train();
+    let out = no_grad(|| g.generate(&Var::constant(z), labels.as_deref()));
+    deepgen_gan::net::restore_buffers(g.as_module(), saved)?;
+    let x = out?.value();
+    if g.output_shape().len() == 3 {
+        let v: Vec<f32> = x.to_vec().iter().map(|v| (v + 1.0) * 0.5).collect();
+        Ok(Tensor::from_vec(v, x.shape())?)
+    } else {
+        Ok(x)
+    }
+}

@@ -1,0 +1,161 @@
+//! `deepgen train vae`.
+
+use std::path::PathBuf;
+
+use deepgen_cli::Result;
+use deepgen_nn::Module;
+use deepgen_vae::trainer::{self, TrainConfig};
+use deepgen_vae::{Arch, Likelihood, Vae, VaeConfig};
+use serde::Serialize;
+
+use super::args::{at_least_one, count, positive, record, DataArgs, RunArgs, StepArgs};
+
+/// A VAE: MLP (pytorch/examples' 784-400-20 by default) or convolutional,
+/// with a Bernoulli or Gaussian decoder.
+#[derive(clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Args {
+    #[command(flatten)]
+    #[serde(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    step: StepArgs,
+    /// The network
+    #[arg(long, value_enum, default_value = "mlp")]
+    arch: VaeArch,
+    /// The decoder's distribution (gaussian: fixed --decoder-std)
+    #[arg(long, value_enum, default_value = "bernoulli")]
+    likelihood: VaeLikelihood,
+    /// Standard deviation of the fixed Gaussian decoder
+    #[arg(long, default_value_t = 0.1, value_parser = positive)]
+    decoder_std: f64,
+    /// Conv: channels of the stride-2 stages
+    #[arg(long, value_delimiter = ',', default_value = "32,64")]
+    widths: Vec<usize>,
+    /// Epochs to train (on --resume: the total, counting those done)
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
+    epochs: usize,
+    /// Images per batch
+    #[arg(long, default_value_t = 128, value_parser = at_least_one)]
+    batch_size: usize,
+    /// Adam's learning rate
+    #[arg(long, default_value_t = 1e-3, value_parser = positive)]
+    lr: f64,
+    /// Hidden units [default: MLP 400; conv: the dense layer, 256]
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Latent dimensions
+    #[arg(long, default_value_t = 20)]
+    latent: usize,
+    /// Weight of the KL term
+    #[arg(long, default_value_t = 1.0, value_parser = super::args::non_negative)]
+    beta: f64,
+    /// Epochs of linear KL warm-up
+    #[arg(long, default_value_t = 0)]
+    kl_warmup: usize,
+    /// Start from the weights of a compatible safetensors file [default: none]
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Seed of the weights, the shuffling and the noise
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The run directory
+    #[arg(long, default_value = "runs/vae")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum VaeArch {
+    /// pytorch/examples' MLP VAE
+    Mlp,
+    /// strided convolutions down, transposed convolutions up
+    Conv,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum VaeLikelihood {
+    /// Bernoulli pixels (logits, binary cross entropy)
+    Bernoulli,
+    /// Gaussian pixels with a fixed --decoder-std
+    Gaussian,
+    /// Gaussian pixels with one learned variance
+    GaussianLearned,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let (train, held) = a.data.split()?;
+    let arch = match a.arch {
+        VaeArch::Mlp => Arch::Mlp,
+        VaeArch::Conv => Arch::Conv,
+    };
+    let likelihood = match a.likelihood {
+        VaeLikelihood::Bernoulli => Likelihood::Bernoulli,
+        VaeLikelihood::Gaussian => Likelihood::Gaussian { std: a.decoder_std },
+        VaeLikelihood::GaussianLearned => Likelihood::GaussianLearned,
+    };
+    let config = VaeConfig {
+        arch,
+        image_shape: train.item_shape(),
+        hidden: a
+            .hidden
+            .unwrap_or(if arch == Arch::Mlp { 400 } else { 256 }),
+        latent: a.latent,
+        widths: a.widths.clone(),
+        likelihood,
+    };
+    let model = Vae::new(config, a.seed)?;
+    if let Some(init) = &a.init {
+        deepgen_nn::checkpoint::load(&model, init, true)?;
+    }
+    let mut run = a.run.config(&a.out, a.epochs, TrainConfig::default().run);
+    run.metadata = a.data.metadata();
+    let tc = TrainConfig {
+        run,
+        step: a.step.config(),
+        batch_size: a.batch_size,
+        lr: a.lr,
+        beta: a.beta,
+        kl_warmup_epochs: a.kl_warmup,
+        seed: a.seed,
+    };
+    println!(
+        "training {} VAE ({} parameters) on {} images ({}), {}",
+        if arch == Arch::Mlp {
+            "an MLP"
+        } else {
+            "a convolutional"
+        },
+        model.num_parameters(),
+        train.len(),
+        a.data.record().dataset,
+        count(a.epochs, "epoch")
+    );
+    let record = record(
+        "train vae",
+        &a,
+        serde_json::json!({ "model": model.config, "data": a.data.record() }),
+    );
+    trainer::train_with_record(&model, train, held, &tc, &record, |m| {
+        let held = m
+            .held_out
+            .map(|(l, r, k)| format!(", held-out {l:.2} ({r:.2} + {k:.2})"))
+            .unwrap_or_default();
+        println!(
+            "epoch {}: train {:.2} ({:.2} + {:.2}){held} nats/example, {:.2} s, {:.0} img/s",
+            m.epoch + 1,
+            m.train_loss,
+            m.train_reconstruction,
+            m.train_kl,
+            m.seconds,
+            m.images_per_second
+        );
+    })?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
