@@ -4,7 +4,6 @@
 //! ReLU - MaxPool 2 - Flatten - Linear(1568 -> 128) - ReLU - Linear(128 -> 10),
 //! trained with cross entropy and Adam.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,8 +15,7 @@ use deepgen_nn::{
 };
 use deepgen_optim::{Adam, AdamConfig};
 use deepgen_train::{
-    At, Chart, Checkpoint, EpochRecord, OnEpoch, Restored, RunConfig, StepConfig, StepValues, Task,
-    Updater,
+    At, Chart, EpochRecord, OnEpoch, RunConfig, StepConfig, StepValues, Task, Updater,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -153,15 +151,16 @@ impl Task for ClassifierTask<'_> {
     }
 
     fn charts(&self) -> Vec<Chart> {
-        vec![Chart {
-            file: "accuracy.png".into(),
-            title: "classifier accuracy".into(),
-            y_label: "share correct".into(),
-            columns: vec![
-                ("train_accuracy".into(), "train".into()),
-                ("held_out_accuracy".into(), "held-out".into()),
-            ],
-        }]
+        let columns = [
+            ("train_accuracy", "train"),
+            ("held_out_accuracy", "held-out"),
+        ];
+        vec![Chart::of(
+            "accuracy.png",
+            "classifier accuracy",
+            "share correct",
+            &columns,
+        )]
     }
 
     fn updaters(&mut self) -> Vec<&mut Updater> {
@@ -170,16 +169,6 @@ impl Task for ClassifierTask<'_> {
 
     fn modules(&self) -> Vec<(String, &dyn Module<f32>)> {
         vec![("classifier".into(), self.model as &dyn Module<f32>)]
-    }
-
-    fn save(&self, c: &mut Checkpoint) -> deepgen_train::Result<()> {
-        c.module("classifier", self.model, HashMap::new())?;
-        c.updater(&self.updater)
-    }
-
-    fn restore(&mut self, r: &Restored) -> deepgen_train::Result<()> {
-        r.module("classifier", self.model)?;
-        r.updater(&mut self.updater)
     }
 }
 

@@ -699,3 +699,103 @@ fn evaluation_defaults_to_the_data_the_model_was_trained_on() {
     assert_eq!(code, Some(0), "{err}");
     assert!(png.exists());
 }
+
+/// The TensorBoard events of a real run: read back with deepgen's reader
+/// always, and with TensorBoard's own (`EventAccumulator`) when the Python
+/// package is installed (CI installs it and sets DEEPGEN_REQUIRE_TENSORBOARD=1).
+#[test]
+fn a_training_run_logs_scalars_and_images_tensorboard_reads() {
+    let out = tmp("tb");
+    let o = out.to_str().unwrap();
+    let (code, _, err) = run_any(&[
+        "train",
+        "vae",
+        "--synthetic-size",
+        "600",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "100",
+        "--hidden",
+        "32",
+        "--latent",
+        "4",
+        "--quiet",
+        "--out",
+        o,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let files: Vec<_> = std::fs::read_dir(out.join("tb"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let scalars = deepgen_train::tensorboard::read_scalars(&files[0]).unwrap();
+    let of = |tag: &str| -> Vec<(u64, f64)> {
+        scalars
+            .iter()
+            .filter(|(t, _, _)| t == tag)
+            .map(|(_, s, v)| (*s, *v))
+            .collect()
+    };
+    // 500 training images in batches of 100: 5 steps an epoch.
+    let steps: Vec<u64> = of("train/train_loss").iter().map(|p| p.0).collect();
+    assert_eq!(steps, (1..=10).collect::<Vec<u64>>());
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let held: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+        .collect();
+    let logged = of("epoch/held_out_loss");
+    assert_eq!(logged.iter().map(|p| p.0).collect::<Vec<_>>(), [5, 10]);
+    for ((_, v), h) in logged.iter().zip(&held) {
+        assert_eq!(*v, *h as f32 as f64, "held-out loss as in metrics.csv");
+    }
+    assert_eq!(
+        of("lr/model"),
+        [(5, 0.0010000000474974513), (10, 0.0010000000474974513)]
+    );
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_tb = Command::new(&python)
+        .args(["-c", "import tensorboard"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_tb {
+        assert!(
+            std::env::var("DEEPGEN_REQUIRE_TENSORBOARD").as_deref() != Ok("1"),
+            "DEEPGEN_REQUIRE_TENSORBOARD=1 but tensorboard is not installed"
+        );
+        println!("SKIPPED: TensorBoard's own reader (pip install tensorboard); CI runs it");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../train/tests/read_events.py");
+    let r = Command::new(&python)
+        .arg(script)
+        .arg(out.join("tb"))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let run = json.as_object().unwrap().values().next().unwrap();
+    let read = &run["scalars"]["epoch/held_out_loss"];
+    let values: Vec<f64> = read
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(values.len(), 2, "{read}");
+    for (v, h) in values.iter().zip(&held) {
+        assert_eq!(
+            *v as f32, *h as f32,
+            "TensorBoard reads the held-out loss of metrics.csv"
+        );
+    }
+    assert_eq!(
+        run["scalars"]["train/train_loss"].as_array().unwrap().len(),
+        10
+    );
+    assert_eq!(run["images"]["samples"]["count"], 2, "{}", run["images"]);
+    println!("TensorBoard read epoch/held_out_loss = {values:?}");
+}

@@ -381,12 +381,8 @@ impl Task for GanTask<'_> {
     }
 
     fn charts(&self) -> Vec<Chart> {
-        vec![Chart {
-            file: "losses.png".into(),
-            title: "GAN losses".into(),
-            y_label: "loss".into(),
-            columns: vec![("d_loss".into(), "D".into()), ("g_loss".into(), "G".into())],
-        }]
+        let columns = [("d_loss", "D"), ("g_loss", "G")];
+        vec![Chart::of("losses.png", "GAN losses", "loss", &columns)]
     }
 
     fn updaters(&mut self) -> Vec<&mut Updater> {
@@ -400,7 +396,7 @@ impl Task for GanTask<'_> {
         ]
     }
 
-    fn save(&self, c: &mut Checkpoint) -> deepgen_train::Result<()> {
+    fn save(&mut self, c: &mut Checkpoint) -> deepgen_train::Result<()> {
         c.module("generator", self.g.as_module(), self.g.spec().metadata())?;
         c.module(
             "discriminator",

@@ -15,6 +15,7 @@ use std::time::Instant;
 use deepgen_autograd::Tensor;
 use deepgen_data::{Batch, DataLoader};
 use deepgen_nn::Module;
+use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use crate::checkpoint::{Checkpoint, Restored};
@@ -81,6 +82,17 @@ impl Default for RunConfig {
     }
 }
 
+impl RunConfig {
+    /// A new run of `epochs` epochs in `out_dir`, with the defaults otherwise.
+    pub fn new(out_dir: impl Into<PathBuf>, epochs: usize) -> Self {
+        RunConfig {
+            out_dir: out_dir.into(),
+            epochs,
+            ..Default::default()
+        }
+    }
+}
+
 /// Config keys that may change when a run is resumed: how long it runs,
 /// what it shows and keeps, not what it computes (library names and the
 /// command line's flags).
@@ -128,6 +140,13 @@ pub struct StepValues {
     pub values: Vec<Option<f64>>,
 }
 
+impl StepValues {
+    /// The values of a step over `items` examples.
+    pub fn new(items: usize, values: Vec<Option<f64>>) -> Self {
+        StepValues { items, values }
+    }
+}
+
 /// A grid of images for the run directory and TensorBoard.
 pub struct Picture {
     /// File stem (`samples` -> samples.png) and TensorBoard tag.
@@ -145,6 +164,21 @@ pub struct Chart {
     pub y_label: String,
     /// (column, legend label)
     pub columns: Vec<(String, String)>,
+}
+
+impl Chart {
+    /// A chart of `columns` (column, legend label) of `metrics.csv`.
+    pub fn of(file: &str, title: &str, y_label: &str, columns: &[(&str, &str)]) -> Self {
+        Chart {
+            file: file.into(),
+            title: title.into(),
+            y_label: y_label.into(),
+            columns: columns
+                .iter()
+                .map(|(c, l)| (c.to_string(), l.to_string()))
+                .collect(),
+        }
+    }
 }
 
 /// A model's training, as the loop sees it.
@@ -180,16 +214,48 @@ pub trait Task {
     /// The updaters, to flush at an epoch's end and to log their rates.
     fn updaters(&mut self) -> Vec<&mut Updater>;
 
-    /// Named modules, for weight and gradient histograms.
+    /// Named modules: what the default [`Task::save`] checkpoints, and
+    /// whose weights and gradients the histograms show.
     fn modules(&self) -> Vec<(String, &dyn Module<f32>)> {
         Vec::new()
     }
 
-    /// Fills a checkpoint: modules, updaters, generators.
-    fn save(&self, checkpoint: &mut Checkpoint) -> Result<()>;
+    /// Named random generators the steps draw from (noise), saved and
+    /// restored with the checkpoint so a resumed run draws what an
+    /// uninterrupted one would.
+    fn rngs(&mut self) -> Vec<(String, &mut ChaCha8Rng)> {
+        Vec::new()
+    }
 
-    /// Restores what [`Task::save`] wrote.
-    fn restore(&mut self, checkpoint: &Restored) -> Result<()>;
+    /// Fills a checkpoint. The default saves every module of
+    /// [`Task::modules`] (no metadata), every updater and every generator;
+    /// override it to add metadata or more state.
+    fn save(&mut self, checkpoint: &mut Checkpoint) -> Result<()> {
+        for (name, m) in self.modules() {
+            checkpoint.module(&name, m, Default::default())?;
+        }
+        for u in self.updaters() {
+            checkpoint.updater(u)?;
+        }
+        for (name, rng) in self.rngs() {
+            checkpoint.rng(&name, rng);
+        }
+        Ok(())
+    }
+
+    /// Restores what [`Task::save`] wrote (the default mirrors its default).
+    fn restore(&mut self, checkpoint: &Restored) -> Result<()> {
+        for (name, m) in self.modules() {
+            checkpoint.module(&name, m)?;
+        }
+        for u in self.updaters() {
+            checkpoint.updater(u)?;
+        }
+        for (name, rng) in self.rngs() {
+            checkpoint.rng(&name, rng)?;
+        }
+        Ok(())
+    }
 }
 
 /// One epoch's results: every column of its `metrics.csv` row.

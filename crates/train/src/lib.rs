@@ -41,3 +41,28 @@ pub use fit::{
 pub use progress::Progress;
 pub use run::{RunDir, Start};
 pub use step::{Schedule, StepConfig, Updater};
+
+/// What a model author writing a training loop needs, from every layer:
+/// `use deepgen_train::prelude::*;`. The random generator types are
+/// re-exported so that a user crate never has to match deepgen's `rand`
+/// version by hand.
+pub mod prelude {
+    pub use crate::{
+        fit, At, Chart, Checkpoint, Control, EpochRecord, Hook, OnEpoch, Picture, Restored,
+        RunConfig, Schedule, Start, StepConfig, StepValues, Task, Updater,
+    };
+    pub use deepgen_autograd::{grad, no_grad, Tensor, Var};
+    pub use deepgen_data::{synthetic, Batch, DataLoader, Dataset, LoaderConfig, Scale};
+    pub use deepgen_nn::prelude::*;
+    pub use deepgen_nn::{
+        loss, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d,
+        ConvTranspose2dConfig, Dropout, Embedding, Flatten, LayerNorm, LeakyRelu, Linear, Relu,
+        Sequential, Sigmoid, Tanh, Unflatten,
+    };
+    pub use deepgen_optim::prelude::*;
+    pub use deepgen_optim::{
+        Adam, AdamConfig, AdamW, AdamWConfig, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    };
+    pub use rand::SeedableRng;
+    pub use rand_chacha::ChaCha8Rng;
+}

@@ -210,15 +210,13 @@ impl Task for VaeTask<'_> {
     }
 
     fn charts(&self) -> Vec<Chart> {
-        vec![Chart {
-            file: "loss.png".into(),
-            title: "negative ELBO".into(),
-            y_label: "nats per example".into(),
-            columns: vec![
-                ("train_loss".into(), "train".into()),
-                ("held_out_loss".into(), "held-out".into()),
-            ],
-        }]
+        let columns = [("train_loss", "train"), ("held_out_loss", "held-out")];
+        vec![Chart::of(
+            "loss.png",
+            "negative ELBO",
+            "nats per example",
+            &columns,
+        )]
     }
 
     fn updaters(&mut self) -> Vec<&mut Updater> {
@@ -229,7 +227,7 @@ impl Task for VaeTask<'_> {
         vec![("model".into(), self.model as &dyn Module<f32>)]
     }
 
-    fn save(&self, c: &mut Checkpoint) -> deepgen_train::Result<()> {
+    fn save(&mut self, c: &mut Checkpoint) -> deepgen_train::Result<()> {
         c.module("model", self.model, self.model.metadata())?;
         c.updater(&self.updater)?;
         c.rng("noise", &self.rng);

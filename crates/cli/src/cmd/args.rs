@@ -169,6 +169,30 @@ pub fn recorded_data(checkpoint: &Path) -> Result<Option<DataRecord>> {
         .and_then(|json| serde_json::from_str(json).ok()))
 }
 
+/// What every training command takes besides its model's own flags.
+#[derive(clap::Args, Clone, Debug, Serialize)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub step: StepArgs,
+}
+
+impl TrainArgs {
+    /// The runtime's settings for `epochs` in `out`, recording the data set
+    /// in the checkpoints.
+    pub fn run_config(&self, out: &Path, epochs: usize, defaults: RunConfig) -> RunConfig {
+        let mut run = self.run.config(out, epochs, defaults);
+        run.metadata = self.data.metadata();
+        run
+    }
+}
+
 /// How a training run goes: its directory, resume, logs, what it keeps.
 #[derive(clap::Args, Clone, Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]

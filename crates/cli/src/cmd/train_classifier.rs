@@ -6,7 +6,7 @@ use deepgen_cli::classifier::{self, TrainConfig};
 use deepgen_cli::Result;
 use serde::Serialize;
 
-use super::args::{at_least_one, count, positive, record, DataArgs, RunArgs, StepArgs};
+use super::args::{at_least_one, count, positive, record, TrainArgs};
 
 /// The LeNet-style digit classifier (cross entropy, Adam).
 #[derive(clap::Args, Serialize)]
@@ -14,13 +14,7 @@ use super::args::{at_least_one, count, positive, record, DataArgs, RunArgs, Step
 pub struct Args {
     #[command(flatten)]
     #[serde(flatten)]
-    data: DataArgs,
-    #[command(flatten)]
-    #[serde(flatten)]
-    run: RunArgs,
-    #[command(flatten)]
-    #[serde(flatten)]
-    step: StepArgs,
+    common: TrainArgs,
     /// Epochs to train (on --resume: the total, counting those done)
     #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     epochs: usize,
@@ -39,18 +33,19 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (train, held) = a.data.split()?;
+    let (train, held) = a.common.data.split()?;
     println!(
         "training the classifier on {} images ({}), {}",
         train.len(),
-        a.data.record().dataset,
+        a.common.data.record().dataset,
         count(a.epochs, "epoch")
     );
-    let mut run = a.run.config(&a.out, a.epochs, TrainConfig::default().run);
-    run.metadata = a.data.metadata();
+    let run = a
+        .common
+        .run_config(&a.out, a.epochs, TrainConfig::default().run);
     let cfg = TrainConfig {
         run,
-        step: a.step.config(),
+        step: a.common.step.config(),
         batch_size: a.batch_size,
         lr: a.lr,
         seed: a.seed,
@@ -58,7 +53,7 @@ pub fn run(a: Args) -> Result<()> {
     let record = record(
         "train classifier",
         &a,
-        serde_json::json!({ "data": a.data.record() }),
+        serde_json::json!({ "data": a.common.data.record() }),
     );
     classifier::train(train, held, &cfg, &record, |r| {
         let held = r

@@ -7,9 +7,7 @@ use deepgen_gan::trainer::{self, TrainConfig};
 use deepgen_gan::{Activation, DcganConfig, GanLoss, MlpGanConfig, NetSpec};
 use serde::Serialize;
 
-use super::args::{
-    at_least_one, count, non_negative, positive, record, DataArgs, RunArgs, StepArgs,
-};
+use super::args::{at_least_one, count, non_negative, positive, record, TrainArgs};
 
 /// A GAN: DCGAN (default) or MLP, with the loss of your choice.
 #[derive(clap::Args, Serialize)]
@@ -17,13 +15,7 @@ use super::args::{
 pub struct Args {
     #[command(flatten)]
     #[serde(flatten)]
-    data: DataArgs,
-    #[command(flatten)]
-    #[serde(flatten)]
-    run: RunArgs,
-    #[command(flatten)]
-    #[serde(flatten)]
-    step: StepArgs,
+    common: TrainArgs,
     /// The nets
     #[arg(long, value_enum, default_value = "dcgan")]
     arch: GanArch,
@@ -211,11 +203,10 @@ fn train_config(a: &Args) -> TrainConfig {
         GanLoss::Wasserstein => TrainConfig::wgan_gp(),
         _ => TrainConfig::default(),
     };
-    let mut run = a.run.config(&a.out, a.epochs, base.run.clone());
-    run.metadata = a.data.metadata();
+    let run = a.common.run_config(&a.out, a.epochs, base.run.clone());
     TrainConfig {
         run,
-        step: a.step.config(),
+        step: a.common.step.config(),
         batch_size: a.batch_size,
         lr: a.lr.unwrap_or(base.lr),
         lr_d: a.lr_d,
@@ -231,7 +222,7 @@ fn train_config(a: &Args) -> TrainConfig {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (data, _) = a.data.split()?;
+    let (data, _) = a.common.data.split()?;
     let spec = nets(&a, &data.item_shape(), data.num_classes())?;
     let g = spec.generator(a.seed.wrapping_mul(2))?;
     let d = spec.discriminator(a.seed.wrapping_mul(2).wrapping_add(1))?;
@@ -250,13 +241,13 @@ pub fn run(a: Args) -> Result<()> {
         g.num_parameters(),
         d.num_parameters(),
         data.len(),
-        a.data.record().dataset,
+        a.common.data.record().dataset,
         count(a.epochs, "epoch")
     );
     let record = record(
         "train gan",
         &a,
-        serde_json::json!({ "generator": g.spec(), "discriminator": d.spec(), "data": a.data.record() }),
+        serde_json::json!({ "generator": g.spec(), "discriminator": d.spec(), "data": a.common.data.record() }),
     );
     trainer::train_with_record(g.as_ref(), d.as_ref(), data, &config, &record, |m| {
         println!(

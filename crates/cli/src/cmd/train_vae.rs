@@ -8,7 +8,7 @@ use deepgen_vae::trainer::{self, TrainConfig};
 use deepgen_vae::{Arch, Likelihood, Vae, VaeConfig};
 use serde::Serialize;
 
-use super::args::{at_least_one, count, positive, record, DataArgs, RunArgs, StepArgs};
+use super::args::{at_least_one, count, positive, record, TrainArgs};
 
 /// A VAE: MLP (pytorch/examples' 784-400-20 by default) or convolutional,
 /// with a Bernoulli or Gaussian decoder.
@@ -17,13 +17,7 @@ use super::args::{at_least_one, count, positive, record, DataArgs, RunArgs, Step
 pub struct Args {
     #[command(flatten)]
     #[serde(flatten)]
-    data: DataArgs,
-    #[command(flatten)]
-    #[serde(flatten)]
-    run: RunArgs,
-    #[command(flatten)]
-    #[serde(flatten)]
-    step: StepArgs,
+    common: TrainArgs,
     /// The network
     #[arg(long, value_enum, default_value = "mlp")]
     arch: VaeArch,
@@ -89,7 +83,7 @@ enum VaeLikelihood {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (train, held) = a.data.split()?;
+    let (train, held) = a.common.data.split()?;
     let arch = match a.arch {
         VaeArch::Mlp => Arch::Mlp,
         VaeArch::Conv => Arch::Conv,
@@ -113,11 +107,12 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(init) = &a.init {
         deepgen_nn::checkpoint::load(&model, init, true)?;
     }
-    let mut run = a.run.config(&a.out, a.epochs, TrainConfig::default().run);
-    run.metadata = a.data.metadata();
+    let run = a
+        .common
+        .run_config(&a.out, a.epochs, TrainConfig::default().run);
     let tc = TrainConfig {
         run,
-        step: a.step.config(),
+        step: a.common.step.config(),
         batch_size: a.batch_size,
         lr: a.lr,
         beta: a.beta,
@@ -133,13 +128,13 @@ pub fn run(a: Args) -> Result<()> {
         },
         model.num_parameters(),
         train.len(),
-        a.data.record().dataset,
+        a.common.data.record().dataset,
         count(a.epochs, "epoch")
     );
     let record = record(
         "train vae",
         &a,
-        serde_json::json!({ "model": model.config, "data": a.data.record() }),
+        serde_json::json!({ "model": model.config, "data": a.common.data.record() }),
     );
     trainer::train_with_record(&model, train, held, &tc, &record, |m| {
         let held = m
