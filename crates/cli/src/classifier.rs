@@ -200,7 +200,7 @@ pub fn train(
             ..Default::default()
         },
     )?;
-    let per_epoch = loader.num_batches().div_ceil(config.step.accumulate.max(1));
+    let per_epoch = config.step.updates_per_epoch(loader.num_batches());
     let updater = Updater::new(
         "classifier",
         Box::new(adam),
@@ -208,10 +208,11 @@ pub fn train(
         per_epoch,
         config.run.epochs,
     )?;
-    let mut run = config.run.clone();
-    if held_out.is_none() && run.monitor.as_deref() == Some("held_out_accuracy") {
-        run.monitor = Some("train_accuracy".into());
-    }
+    let run = config.run.clone().watching_train_without_held_out(
+        held_out.is_some(),
+        "held_out_accuracy",
+        "train_accuracy",
+    );
     let mut task = ClassifierTask {
         model: &model,
         updater,

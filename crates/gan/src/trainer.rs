@@ -304,6 +304,8 @@ struct GanTask<'a> {
     config: &'a TrainConfig,
     conditional: bool,
     generator_steps: usize,
+    /// The generator updates the EMA has followed.
+    ema_updates: u64,
     /// Fixed noise (and labels) for the sample grids, so epochs compare.
     fixed_z: Tensor<f32>,
     fixed_labels: Option<Vec<usize>>,
@@ -349,9 +351,7 @@ impl Task for GanTask<'_> {
                 c.loss,
             )?);
             self.generator_steps += 1;
-            if let (Some(e), Some(decay)) = (&self.ema, c.ema_decay) {
-                ema_update(e.as_module(), g.as_module(), decay)?;
-            }
+            self.follow_generator()?;
         }
         Ok(StepValues {
             items: n,
@@ -366,6 +366,8 @@ impl Task for GanTask<'_> {
     }
 
     fn end_epoch(&mut self, _epoch: usize) -> deepgen_train::Result<Vec<Option<f64>>> {
+        // The loop flushed a partial accumulation: an update the EMA follows.
+        self.follow_generator()?;
         Ok(vec![Some(std::mem::take(&mut self.generator_steps) as f64)])
     }
 
@@ -420,11 +422,25 @@ impl Task for GanTask<'_> {
         }
         r.updater(&mut self.opt_g)?;
         r.updater(&mut self.opt_d)?;
+        self.ema_updates = self.opt_g.updates();
         r.rng("noise", &mut self.rng)
     }
 }
 
 impl GanTask<'_> {
+    /// Moves the EMA copy toward the generator once per generator update
+    /// (not per micro-batch, so accumulation does not change its decay).
+    fn follow_generator(&mut self) -> Result<()> {
+        let updates = self.opt_g.updates();
+        if let (Some(e), Some(decay), true) =
+            (&self.ema, self.config.ema_decay, updates > self.ema_updates)
+        {
+            ema_update(e.as_module(), self.g.as_module(), decay)?;
+        }
+        self.ema_updates = updates;
+        Ok(())
+    }
+
     /// Samples from the fixed noise. The generator runs in training mode,
     /// as during training, and its running statistics are put back so that
     /// drawing pictures never changes the model.
@@ -496,10 +512,10 @@ pub fn train_with_record(
         };
         Ok(Box::new(Adam::new(params, cfg)?))
     };
-    let acc = config.step.accumulate.max(1);
-    let d_updates = loader.num_batches().div_ceil(acc);
-    let g_updates = (loader.num_batches() / config.n_critic)
-        .div_ceil(acc)
+    let d_updates = config.step.updates_per_epoch(loader.num_batches());
+    let g_updates = config
+        .step
+        .updates_per_epoch(loader.num_batches() / config.n_critic)
         .max(1);
     let epochs = config.run.epochs;
     let opt_g = Updater::new(
@@ -529,6 +545,7 @@ pub fn train_with_record(
         config,
         conditional: g.num_classes().is_some(),
         generator_steps: 0,
+        ema_updates: 0,
         fixed_z: Tensor::<f32>::randn(
             &[64, g.latent_dim()],
             0.0,

@@ -214,6 +214,23 @@ pub fn state_dict<T: Element>(module: &dyn Module<T>) -> Vec<(String, TensorData
     out
 }
 
+/// The first parameter or buffer holding a NaN or an infinity, with that
+/// value: a diverged model, which should be neither saved as good nor used.
+pub fn first_non_finite<T: Element>(module: &dyn Module<T>) -> Option<(String, f64)> {
+    let mut found = None;
+    module.visit(&mut |name, slot| {
+        if found.is_some() {
+            return;
+        }
+        if let Slot::Parameter(v) | Slot::Buffer(v) = slot {
+            if let Some(x) = v.value().to_vec().into_iter().find(|x| !x.is_finite()) {
+                found = Some((name.to_string(), x.as_f64()));
+            }
+        }
+    });
+    found
+}
+
 /// Saves the module's state dict to `path` (atomically).
 pub fn save<T: Element>(module: &dyn Module<T>, path: &Path) -> Result<()> {
     let mut meta = HashMap::new();

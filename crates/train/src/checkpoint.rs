@@ -83,25 +83,14 @@ impl Checkpoint {
         module: &dyn Module<f32>,
         metadata: HashMap<String, String>,
     ) -> Result<()> {
-        let state = checkpoint::state_dict(module);
-        for (tensor, t) in &state {
-            let bad = match t {
-                TensorData::F32(v) => v
-                    .to_vec()
-                    .into_iter()
-                    .map(f64::from)
-                    .find(|x| !x.is_finite()),
-                TensorData::F64(v) => v.to_vec().into_iter().find(|x| !x.is_finite()),
-                TensorData::I64 { .. } => None,
-            };
-            if let Some(value) = bad {
-                return Err(Error::NonFiniteWeights {
-                    module: name.to_string(),
-                    tensor: tensor.clone(),
-                    value,
-                });
-            }
+        if let Some((tensor, value)) = checkpoint::first_non_finite(module) {
+            return Err(Error::NonFiniteWeights {
+                module: name.to_string(),
+                tensor,
+                value,
+            });
         }
+        let state = checkpoint::state_dict(module);
         let mut meta = metadata;
         meta.insert("format".into(), "pt".into());
         self.add_file(name, state, meta)?;

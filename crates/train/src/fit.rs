@@ -12,10 +12,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use deepgen_autograd::Tensor;
-use deepgen_data::{Batch, DataLoader};
-use deepgen_nn::Module;
-use rand_chacha::ChaCha8Rng;
+use deepgen_data::DataLoader;
 use serde_json::Value;
 
 use crate::checkpoint::{Checkpoint, Restored};
@@ -23,7 +20,7 @@ use crate::grid::{grid_pixels, save_grid, GridOptions};
 use crate::metrics::{MetricsCsv, METRICS_FILE};
 use crate::progress::Progress;
 use crate::run::{config_differences, RunDir, Start, CONFIG_FILE};
-use crate::step::Updater;
+use crate::task::{At, Control, EpochRecord, Fitted, Hook, StepValues, Task};
 use crate::tensorboard::EventWriter;
 use crate::{Error, Result};
 
@@ -83,6 +80,20 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
+    /// Watches `train` instead of `held_out` when there is no held-out set
+    /// and the run watches `held_out`.
+    pub fn watching_train_without_held_out(
+        mut self,
+        held_out: bool,
+        held: &str,
+        train: &str,
+    ) -> Self {
+        if !held_out && self.monitor.as_deref() == Some(held) {
+            self.monitor = Some(train.to_string());
+        }
+        self
+    }
+
     /// A new run of `epochs` epochs in `out_dir`, with the defaults otherwise.
     pub fn new(out_dir: impl Into<PathBuf>, epochs: usize) -> Self {
         RunConfig {
@@ -96,7 +107,7 @@ impl RunConfig {
 /// Config keys that may change when a run is resumed: how long it runs,
 /// what it shows and keeps, not what it computes (library names and the
 /// command line's flags).
-pub const RESUMABLE_KEYS: [&str; 20] = [
+pub const RESUMABLE_KEYS: [&str; 21] = [
     "epochs",
     "start",
     "resume",
@@ -117,208 +128,8 @@ pub const RESUMABLE_KEYS: [&str; 20] = [
     "min_delta",
     "out",
     "out_dir",
+    "init",
 ];
-
-/// Where a step is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct At {
-    /// 0-based epoch.
-    pub epoch: usize,
-    /// 0-based batch within the epoch.
-    pub batch: usize,
-    /// Batches done before this one, over the whole run.
-    pub global_step: u64,
-}
-
-/// What one step measured: values for the task's step columns (None where
-/// a value was not measured this step, e.g. a GAN's generator loss on a
-/// critic-only step) and the batch's size, which weighs them in the
-/// epoch's means.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepValues {
-    pub items: usize,
-    pub values: Vec<Option<f64>>,
-}
-
-impl StepValues {
-    /// The values of a step over `items` examples.
-    pub fn new(items: usize, values: Vec<Option<f64>>) -> Self {
-        StepValues { items, values }
-    }
-}
-
-/// A grid of images for the run directory and TensorBoard.
-pub struct Picture {
-    /// File stem (`samples` -> samples.png) and TensorBoard tag.
-    pub name: String,
-    /// [n, c, h, w]
-    pub images: Tensor<f32>,
-    /// The values drawn as black and white.
-    pub range: (f32, f32),
-}
-
-/// A line chart of some metrics columns, redrawn after each epoch.
-pub struct Chart {
-    pub file: String,
-    pub title: String,
-    pub y_label: String,
-    /// (column, legend label)
-    pub columns: Vec<(String, String)>,
-}
-
-impl Chart {
-    /// A chart of `columns` (column, legend label) of `metrics.csv`.
-    pub fn of(file: &str, title: &str, y_label: &str, columns: &[(&str, &str)]) -> Self {
-        Chart {
-            file: file.into(),
-            title: title.into(),
-            y_label: y_label.into(),
-            columns: columns
-                .iter()
-                .map(|(c, l)| (c.to_string(), l.to_string()))
-                .collect(),
-        }
-    }
-}
-
-/// A model's training, as the loop sees it.
-pub trait Task {
-    /// Names of the values [`Task::step`] reports (`train_loss`, ...): the
-    /// first columns of `metrics.csv` and TensorBoard's `train/` scalars.
-    fn step_columns(&self) -> Vec<String>;
-
-    /// Names of the values [`Task::end_epoch`] reports (held-out metrics,
-    /// counts).
-    fn epoch_columns(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    /// One training step on a batch: forward, loss, [`Updater::backward_step`].
-    fn step(&mut self, batch: Batch, at: At) -> Result<StepValues>;
-
-    /// After an epoch's steps: values for [`Task::epoch_columns`].
-    fn end_epoch(&mut self, _epoch: usize) -> Result<Vec<Option<f64>>> {
-        Ok(Vec::new())
-    }
-
-    /// Grids to draw after each epoch (when images are on).
-    fn pictures(&mut self) -> Result<Vec<Picture>> {
-        Ok(Vec::new())
-    }
-
-    /// Charts of `metrics.csv` to redraw after each epoch.
-    fn charts(&self) -> Vec<Chart> {
-        Vec::new()
-    }
-
-    /// The updaters, to flush at an epoch's end and to log their rates.
-    fn updaters(&mut self) -> Vec<&mut Updater>;
-
-    /// Named modules: what the default [`Task::save`] checkpoints, and
-    /// whose weights and gradients the histograms show.
-    fn modules(&self) -> Vec<(String, &dyn Module<f32>)> {
-        Vec::new()
-    }
-
-    /// Named random generators the steps draw from (noise), saved and
-    /// restored with the checkpoint so a resumed run draws what an
-    /// uninterrupted one would.
-    fn rngs(&mut self) -> Vec<(String, &mut ChaCha8Rng)> {
-        Vec::new()
-    }
-
-    /// Fills a checkpoint. The default saves every module of
-    /// [`Task::modules`] (no metadata), every updater and every generator;
-    /// override it to add metadata or more state.
-    fn save(&mut self, checkpoint: &mut Checkpoint) -> Result<()> {
-        for (name, m) in self.modules() {
-            checkpoint.module(&name, m, Default::default())?;
-        }
-        for u in self.updaters() {
-            checkpoint.updater(u)?;
-        }
-        for (name, rng) in self.rngs() {
-            checkpoint.rng(&name, rng);
-        }
-        Ok(())
-    }
-
-    /// Restores what [`Task::save`] wrote (the default mirrors its default).
-    fn restore(&mut self, checkpoint: &Restored) -> Result<()> {
-        for (name, m) in self.modules() {
-            checkpoint.module(&name, m)?;
-        }
-        for u in self.updaters() {
-            checkpoint.updater(u)?;
-        }
-        for (name, rng) in self.rngs() {
-            checkpoint.rng(&name, rng)?;
-        }
-        Ok(())
-    }
-}
-
-/// One epoch's results: every column of its `metrics.csv` row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EpochRecord {
-    /// 0-based.
-    pub epoch: usize,
-    pub values: Vec<(String, Option<f64>)>,
-    pub seconds: f64,
-    pub items_per_second: f64,
-    /// Each updater's learning rate at the epoch's end.
-    pub lrs: Vec<(String, f64)>,
-}
-
-impl EpochRecord {
-    /// The value of column `name` (None when absent or not measured).
-    pub fn get(&self, name: &str) -> Option<f64> {
-        self.values
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| *v)
-    }
-}
-
-/// What a hook may tell the loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    Continue,
-    /// Stop after this epoch (its checkpoint is written).
-    Stop,
-}
-
-/// Code of the user's run after each step and epoch (logging, custom
-/// stopping rules). Both methods do nothing unless written.
-pub trait Hook {
-    fn on_step(&mut self, _at: At, _values: &StepValues) {}
-
-    fn on_epoch(&mut self, _record: &EpochRecord) -> Control {
-        Control::Continue
-    }
-}
-
-/// A closure run after each epoch as a [`Hook`].
-pub struct OnEpoch<F>(pub F);
-
-impl<F: FnMut(&EpochRecord)> Hook for OnEpoch<F> {
-    fn on_epoch(&mut self, record: &EpochRecord) -> Control {
-        (self.0)(record);
-        Control::Continue
-    }
-}
-
-/// What [`fit`] returns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fitted {
-    /// The epochs this call ran (a resumed run's earlier ones are in
-    /// `metrics.csv`).
-    pub history: Vec<EpochRecord>,
-    /// Why the run ended before its last epoch, if it did.
-    pub stopped_early: Option<String>,
-    /// The best epoch (0-based) and value of the monitored metric.
-    pub best: Option<(usize, f64)>,
-}
 
 /// Running means of the step columns over an epoch.
 struct Meter {
@@ -365,6 +176,34 @@ struct Monitor {
 }
 
 impl Monitor {
+    /// The monitor of `config` over a run's `columns`; an unknown metric,
+    /// or keeping the best / patience without one, is an error.
+    fn new(config: &RunConfig, columns: &[String]) -> Result<Self> {
+        let invalid = |msg: String| Error::Invalid { op: "monitor", msg };
+        let column = match &config.monitor {
+            Some(m) => Some(columns.iter().position(|c| c == m).ok_or_else(|| {
+                invalid(format!(
+                    "no metric {m:?}; this run has {}",
+                    columns.join(", ")
+                ))
+            })?),
+            None if config.keep_best || config.patience.is_some() => {
+                return Err(invalid(format!(
+                    "--keep best and --patience need a metric to watch: give --monitor (one of {})",
+                    columns.join(", ")
+                )))
+            }
+            None => None,
+        };
+        Ok(Monitor {
+            column,
+            maximize: config.maximize,
+            min_delta: config.min_delta,
+            best: None,
+            since_best: 0,
+        })
+    }
+
     /// Takes the epoch's row; true when it is the best so far.
     fn observe(&mut self, epoch: usize, row: &[Option<f64>]) -> bool {
         let Some(v) = self.column.and_then(|c| row[c]).filter(|v| v.is_finite()) else {
@@ -384,6 +223,30 @@ impl Monitor {
         }
         better
     }
+
+    /// What the monitor knows, with what it watched and which way.
+    fn save(&self, c: &mut Checkpoint) {
+        if let (Some(col), Some((e, v))) = (self.column, self.best) {
+            c.number("monitor_column", col as f64);
+            c.number("monitor_maximize", f64::from(u8::from(self.maximize)));
+            c.number("best", v);
+            c.number("best_epoch", e as f64);
+            c.number("since_best", self.since_best as f64);
+        }
+    }
+
+    /// The best so far from a checkpoint, when it watched the same column
+    /// the same way (a resume with another --monitor starts afresh).
+    fn restore(&mut self, r: &Restored) -> Result<()> {
+        let (Ok(col), Ok(max)) = (r.number("monitor_column"), r.number("monitor_maximize")) else {
+            return Ok(());
+        };
+        if Some(col as usize) == self.column && (max != 0.0) == self.maximize {
+            self.best = Some((r.number("best_epoch")? as usize, r.number("best")?));
+            self.since_best = r.number("since_best")? as usize;
+        }
+        Ok(())
+    }
 }
 
 /// Trains `task` on `loader`'s batches for `config.epochs` epochs (from the
@@ -398,82 +261,48 @@ pub fn fit(
     record: &Value,
     hooks: &mut [&mut dyn Hook],
 ) -> Result<Fitted> {
+    let invalid = |op, msg: String| Err(Error::Invalid { op, msg });
     if config.epochs == 0 {
-        return Err(Error::Invalid {
-            op: "train",
-            msg: "--epochs must be at least 1".into(),
-        });
+        return invalid("train", "--epochs must be at least 1".into());
     }
     if loader.num_batches() == 0 {
-        return Err(Error::Invalid {
-            op: "train",
-            msg: format!(
-                "{} items make no batch of {}",
-                loader.dataset().len(),
-                loader.config().batch_size
-            ),
-        });
+        let (n, b) = (loader.dataset().len(), loader.config().batch_size);
+        return invalid("train", format!("{n} items make no batch of {b}"));
     }
-    let run = RunDir::new(&config.out_dir, config.writer);
-    run.prepare(config.start)?;
     let step_columns = task.step_columns();
     let epoch_columns = task.epoch_columns();
     let mut columns: Vec<String> = step_columns.iter().chain(&epoch_columns).cloned().collect();
     columns.extend(["seconds".to_string(), "items_per_second".to_string()]);
-    let mut monitor = Monitor {
-        column: match &config.monitor {
-            Some(m) => Some(
-                columns
-                    .iter()
-                    .position(|c| c == m)
-                    .ok_or_else(|| Error::Invalid {
-                        op: "monitor",
-                        msg: format!("no metric {m:?}; this run has {}", columns.join(", ")),
-                    })?,
-            ),
-            None => None,
-        },
-        maximize: config.maximize,
-        min_delta: config.min_delta,
-        best: None,
-        since_best: 0,
-    };
+    // Every check that can fail on the settings alone comes before the run
+    // directory is touched (--force would otherwise have removed a run).
+    let mut monitor = Monitor::new(config, &columns)?;
+    let run = RunDir::new(&config.out_dir, config.writer);
+    run.prepare(config.start)?;
     let (mut first_epoch, mut global_step, mut kept) = (0, 0u64, None);
     if config.start == Start::Resume {
-        if let Some(old) = run.read_json(CONFIG_FILE)? {
-            let diff = config_differences(&old, record, &RESUMABLE_KEYS);
-            if !diff.is_empty() {
-                return Err(Error::Invalid {
-                    op: "resume",
-                    msg: format!(
-                        "the settings differ from the run's in {} ({}); resume with the recorded ones (see its {CONFIG_FILE}) or start a new run",
-                        run.path().display(),
-                        diff.join("; ")
-                    ),
-                });
-            }
-        }
-        let restored = Restored::open(&run)?;
-        task.restore(&restored)?;
-        first_epoch = restored.epochs_done;
-        global_step = restored.global_step;
-        if let Ok(v) = restored.number("best") {
-            monitor.best = Some((restored.number("best_epoch")? as usize, v));
-            monitor.since_best = restored.number("since_best")? as usize;
-        }
+        let restored = resume(task, &run, record, &mut monitor)?;
+        (first_epoch, global_step) = (restored.epochs_done, restored.global_step);
         kept = Some(restored.dir().display().to_string());
+        if first_epoch >= config.epochs {
+            return invalid(
+                "resume",
+                format!(
+                    "the run in {} already has {first_epoch} epochs; pass a larger --epochs to continue it",
+                    run.path().display()
+                ),
+            );
+        }
     }
     run.write_json(CONFIG_FILE, record)?;
-    let mut metrics = MetricsCsv::open(
-        &run,
-        columns.clone(),
-        (config.start == Start::Resume).then_some(first_epoch),
-    )?;
+    let resume_at = (config.start == Start::Resume).then_some(first_epoch);
+    let mut metrics = MetricsCsv::open(&run, columns.clone(), resume_at)?;
     let mut tb = match config.tensorboard && run.is_writer() {
         true => {
             let mut w = EventWriter::create(&run.join("tb"))?;
             if config.start == Start::Resume {
-                w.restart_at(global_step)?;
+                // Steps up to the checkpoint's global step are logged and kept;
+                // TensorBoard drops the old run's later ones.
+                w.restart_at(global_step + 1)?;
             }
             Some(w)
         }
@@ -488,18 +317,15 @@ pub fn fit(
         let start = Instant::now();
         let bar = Progress::epoch(config.progress, loader.num_batches(), epoch, config.epochs);
         let mut meter = Meter::new(step_columns.len());
-        let stepped = run_epoch(
-            task,
-            loader,
-            epoch,
-            &mut global_step,
-            &mut meter,
-            &bar,
-            &step_columns,
-            tb.as_mut(),
-            hooks,
-        );
-        let stepped = stepped.and_then(|()| {
+        let mut steps = Steps {
+            task: &mut *task,
+            global_step: &mut global_step,
+            meter: &mut meter,
+            bar: &bar,
+            columns: &step_columns,
+            tb: tb.as_mut(),
+        };
+        let stepped = steps.epoch(loader, epoch, hooks).and_then(|()| {
             task.updaters()
                 .into_iter()
                 .try_for_each(|u| u.flush().map(|_| ()))
@@ -510,11 +336,35 @@ pub fn fit(
         }
         let seconds = start.elapsed().as_secs_f64();
         let mut row = meter.means();
-        row.extend(task.end_epoch(epoch)?);
+        let end = task.end_epoch(epoch)?;
+        if end.len() != epoch_columns.len() {
+            return invalid(
+                "end_epoch",
+                format!(
+                    "{} values for the {} epoch columns {epoch_columns:?}",
+                    end.len(),
+                    epoch_columns.len()
+                ),
+            );
+        }
+        row.extend(end);
         let items_per_second = meter.items as f64 / seconds.max(1e-9);
         row.extend([Some(seconds), Some(items_per_second)]);
         bar.finish(&summary(&columns, &row));
         metrics.append(&run, epoch, &row)?;
+        let is_best = monitor.observe(epoch, &row);
+        // The checkpoint first: pictures and logs that fail must not lose the epoch.
+        let mut checkpoint = Checkpoint::new();
+        task.save(&mut checkpoint)?;
+        checkpoint.add_metadata(&config.metadata);
+        monitor.save(&mut checkpoint);
+        checkpoint.commit(&run, epoch + 1, global_step, is_best && config.keep_best)?;
+        kept = Some(
+            run.join("checkpoints")
+                .join(format!("epoch-{:04}", epoch + 1))
+                .display()
+                .to_string(),
+        );
         let lrs: Vec<(String, f64)> = task
             .updaters()
             .iter()
@@ -528,22 +378,6 @@ pub fn fit(
             lrs,
         };
         write_epoch_outputs(task, config, &run, &record, tb.as_mut(), global_step)?;
-        let is_best = monitor.observe(epoch, &row);
-        let mut checkpoint = Checkpoint::new();
-        task.save(&mut checkpoint)?;
-        checkpoint.add_metadata(&config.metadata);
-        if let Some((e, v)) = monitor.best {
-            checkpoint.number("best", v);
-            checkpoint.number("best_epoch", e as f64);
-            checkpoint.number("since_best", monitor.since_best as f64);
-        }
-        checkpoint.commit(&run, epoch + 1, global_step, is_best && config.keep_best)?;
-        kept = Some(
-            run.join("checkpoints")
-                .join(format!("epoch-{:04}", epoch + 1))
-                .display()
-                .to_string(),
-        );
         fitted.best = monitor.best;
         let mut stop = false;
         for h in hooks.iter_mut() {
@@ -572,52 +406,97 @@ pub fn fit(
     Ok(fitted)
 }
 
-/// The steps of one epoch.
-#[allow(clippy::too_many_arguments)]
-fn run_epoch(
+/// Checks a resumed run's settings against those it recorded, restores the
+/// task from its last checkpoint, and the monitor's best when it watched
+/// the same metric the same way.
+fn resume(
     task: &mut dyn Task,
-    loader: &DataLoader,
-    epoch: usize,
-    global_step: &mut u64,
-    meter: &mut Meter,
-    bar: &Progress,
-    columns: &[String],
-    mut tb: Option<&mut EventWriter>,
-    hooks: &mut [&mut dyn Hook],
-) -> Result<()> {
-    for (b, batch) in loader.epoch(epoch as u64).enumerate() {
-        let at = At {
-            epoch,
-            batch: b,
-            global_step: *global_step,
-        };
-        let values = task.step(batch?, at).map_err(|e| match e {
-            Error::NonFinite {
-                what, value, kept, ..
-            } => Error::NonFinite {
-                what,
-                value,
-                epoch: Some(epoch),
-                batch: Some(b),
-                kept,
-            },
-            other => other,
-        })?;
-        *global_step += 1;
-        meter.add(&values);
-        if let Some(w) = tb.as_deref_mut() {
-            for (name, v) in columns.iter().zip(&values.values) {
-                if let Some(v) = v {
-                    w.add_scalar(&format!("train/{name}"), *v, *global_step)?;
+    run: &RunDir,
+    record: &Value,
+    monitor: &mut Monitor,
+) -> Result<Restored> {
+    if let Some(old) = run.read_json(CONFIG_FILE)? {
+        let diff = config_differences(&old, record, &RESUMABLE_KEYS);
+        if !diff.is_empty() {
+            return Err(Error::Invalid {
+                op: "resume",
+                msg: format!(
+                    "the settings differ from the run's in {} ({}); resume with the recorded ones (see its {CONFIG_FILE}) or start a new run",
+                    run.path().display(),
+                    diff.join("; ")
+                ),
+            });
+        }
+    }
+    let restored = Restored::open(run)?;
+    task.restore(&restored)?;
+    monitor.restore(&restored)?;
+    Ok(restored)
+}
+
+/// What the steps of an epoch work on.
+struct Steps<'a> {
+    task: &'a mut dyn Task,
+    global_step: &'a mut u64,
+    meter: &'a mut Meter,
+    bar: &'a Progress,
+    columns: &'a [String],
+    tb: Option<&'a mut EventWriter>,
+}
+
+impl Steps<'_> {
+    /// The steps of epoch `epoch`.
+    fn epoch(
+        &mut self,
+        loader: &DataLoader,
+        epoch: usize,
+        hooks: &mut [&mut dyn Hook],
+    ) -> Result<()> {
+        for (b, batch) in loader.epoch(epoch as u64).enumerate() {
+            let at = At {
+                epoch,
+                batch: b,
+                global_step: *self.global_step,
+            };
+            let values = self.task.step(batch?, at).map_err(|e| match e {
+                Error::NonFinite {
+                    what, value, kept, ..
+                } => Error::NonFinite {
+                    what,
+                    value,
+                    epoch: Some(epoch),
+                    batch: Some(b),
+                    kept,
+                },
+                other => other,
+            })?;
+            if values.values.len() != self.columns.len() {
+                return Err(Error::Invalid {
+                    op: "step",
+                    msg: format!(
+                        "{} values for the {} step columns {:?}",
+                        values.values.len(),
+                        self.columns.len(),
+                        self.columns
+                    ),
+                });
+            }
+            *self.global_step += 1;
+            self.meter.add(&values);
+            if let Some(w) = self.tb.as_deref_mut() {
+                for (name, v) in self.columns.iter().zip(&values.values) {
+                    if let Some(v) = v {
+                        w.add_scalar(&format!("train/{name}"), *v, *self.global_step)?;
+                    }
                 }
             }
+            for h in hooks.iter_mut() {
+                h.on_step(at, &values);
+            }
+            self.bar.step(|| summary(self.columns, &self.meter.means()));
         }
-        for h in hooks.iter_mut() {
-            h.on_step(at, &values);
-        }
-        bar.step(|| summary(columns, &meter.means()));
+        Ok(())
     }
-    Ok(())
 }
 
 /// Fills in where a non-finite stop happened and what was kept.
@@ -677,13 +556,18 @@ fn write_epoch_outputs(
             .iter()
             .map(|(c, l)| (c.as_str(), l.as_str()))
             .collect();
-        crate::plot::metrics_chart(
+        let drawn = crate::plot::metrics_chart(
             &run.join(METRICS_FILE),
             &run.join(&chart.file),
             &chart.title,
             &chart.y_label,
             &columns,
-        )?;
+        );
+        // A chart is a view of metrics.csv, which is written: a chart that
+        // cannot be drawn (no finite values yet) is worth a line, not the run.
+        if let Err(e) = drawn {
+            eprintln!("warning: {} not drawn: {e}", chart.file);
+        }
     }
     if let Some(w) = tb.as_deref_mut() {
         for (name, v) in &record.values {

@@ -30,17 +30,16 @@ pub mod plot;
 pub mod progress;
 pub mod run;
 pub mod step;
+mod task;
 pub mod tensorboard;
 
 pub use checkpoint::{Checkpoint, Restored};
 pub use error::{Error, Result};
-pub use fit::{
-    fit, At, Chart, Control, EpochRecord, Fitted, Hook, OnEpoch, Picture, RunConfig, StepValues,
-    Task, RESUMABLE_KEYS,
-};
+pub use fit::{fit, RunConfig, RESUMABLE_KEYS};
 pub use progress::Progress;
 pub use run::{RunDir, Start};
 pub use step::{Schedule, StepConfig, Updater};
+pub use task::{At, Chart, Control, EpochRecord, Fitted, Hook, OnEpoch, Picture, StepValues, Task};
 
 /// What a model author writing a training loop needs, from every layer:
 /// `use deepgen_train::prelude::*;`. The random generator types are

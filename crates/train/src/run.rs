@@ -100,6 +100,13 @@ impl RunDir {
                 });
             }
             Start::Force if self.writer => {
+                // The module files linked at the top from the last checkpoint
+                // go too: a forced run that fails must not leave the old
+                // model where `sample` and `eval` look.
+                for file in self.linked_module_files() {
+                    let p = self.path.join(file);
+                    std::fs::remove_file(&p).map_err(io(&p))?;
+                }
                 for name in RUN_FILES.iter().filter(|n| entries.iter().any(|e| e == *n)) {
                     let p = self.path.join(name);
                     let removed = if p.is_dir() {
@@ -116,6 +123,25 @@ impl RunDir {
             std::fs::create_dir_all(&self.path).map_err(io(&self.path))?;
         }
         Ok(())
+    }
+
+    /// The files at the top that are links of the last checkpoint's module
+    /// files (same name, same file).
+    fn linked_module_files(&self) -> Vec<std::ffi::OsString> {
+        let Ok(Some(dir)) = crate::checkpoint::checkpoint_dir(self, "last") else {
+            return Vec::new();
+        };
+        let same = |a: &Path, b: &Path| match (std::fs::read(a), std::fs::read(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        };
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| same(&dir.join(n), &self.path.join(n)))
+            .collect()
     }
 
     /// Writes `bytes` to `name` in the run directory, atomically; nothing

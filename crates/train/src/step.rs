@@ -90,7 +90,25 @@ impl Default for StepConfig {
     }
 }
 
+impl std::fmt::Display for Schedule {
+    /// The text [`Schedule::parse`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Constant => f.write_str("constant"),
+            Schedule::Linear => f.write_str("linear"),
+            Schedule::Cosine => f.write_str("cosine"),
+            Schedule::Step { epochs, gamma } => write!(f, "step:{epochs}:{gamma}"),
+        }
+    }
+}
+
 impl StepConfig {
+    /// Updates in an epoch of `batches` batches (the last, partial
+    /// accumulation of an epoch is an update too).
+    pub fn updates_per_epoch(&self, batches: usize) -> usize {
+        batches.div_ceil(self.accumulate.max(1))
+    }
+
     /// Checks the settings (clear messages naming the flags).
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::Invalid { op: "step", msg });
@@ -119,6 +137,8 @@ pub struct Updater {
     pending: usize,
     /// Updates taken.
     updates: u64,
+    /// Updates the schedule spans (a linear or cosine schedule is sized by it).
+    total: u64,
     last_grad_norm: Option<f64>,
 }
 
@@ -136,18 +156,23 @@ impl Updater {
     ) -> Result<Self> {
         config.validate()?;
         let per_epoch = updates_per_epoch.max(1) as u64;
-        let total = (per_epoch * epochs.max(1) as u64).max(1);
+        let too_long = || Error::Invalid {
+            op: "step",
+            msg: format!("a schedule over {epochs} epochs of {per_epoch} updates is too long"),
+        };
+        let total = per_epoch
+            .checked_mul(epochs.max(1) as u64)
+            .ok_or_else(too_long)?;
         // The main schedule is built before the warm-up, so that both see
         // the base rates (the warm-up's construction step scales them).
         let schedule: Option<Box<dyn LrScheduler + Send>> = match config.schedule {
             Schedule::Constant => None,
             Schedule::Linear => Some(Box::new(LinearLR::new(&mut *opt, 1.0, 0.0, total)?)),
             Schedule::Cosine => Some(Box::new(CosineAnnealingLR::new(&mut *opt, total, 0.0)?)),
-            Schedule::Step { epochs, gamma } => Some(Box::new(StepLR::new(
-                &mut *opt,
-                per_epoch * epochs as u64,
-                gamma,
-            )?)),
+            Schedule::Step { epochs, gamma } => {
+                let every = per_epoch.checked_mul(epochs as u64).ok_or_else(too_long)?;
+                Some(Box::new(StepLR::new(&mut *opt, every, gamma)?))
+            }
         };
         let warmup = match config.warmup {
             0 => None,
@@ -166,6 +191,7 @@ impl Updater {
             config: config.clone(),
             pending: 0,
             updates: 0,
+            total,
             last_grad_norm: None,
         })
     }
@@ -273,6 +299,11 @@ impl Updater {
     }
 
     fn update(&mut self) -> Result<()> {
+        if self.pending < self.config.accumulate {
+            // Fewer micro-batches than usual (an epoch's end): each was scaled
+            // by 1 / accumulate, so rescale to their mean.
+            self.scale_grads(self.config.accumulate as f32 / self.pending as f32)?;
+        }
         if let Some(max) = self.config.clip_grad_norm {
             let norm = clip_grad_norm(&self.opt.params(), max, 2.0)?;
             self.last_grad_norm = Some(norm);
@@ -302,6 +333,17 @@ impl Updater {
         Ok(())
     }
 
+    fn scale_grads(&self, factor: f32) -> Result<()> {
+        for p in self.opt.params() {
+            if let Some(g) = p.grad() {
+                let scaled =
+                    deepgen_autograd::no_grad(|| Var::constant(g).mul_scalar(factor).value());
+                p.set_grad(Some(scaled))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Optimizer, schedule and counters as named f64 tensors (for a checkpoint).
     pub fn state_dict(&self) -> Vec<(String, Tensor<f64>)> {
         let mut out: Vec<(String, Tensor<f64>)> = Vec::new();
@@ -322,6 +364,7 @@ impl Updater {
         let counters = vec![
             ("pending".to_string(), scalar(self.pending as f64)),
             ("updates".to_string(), scalar(self.updates as f64)),
+            ("total".to_string(), scalar(self.total as f64)),
         ];
         add("updater", counters);
         out
@@ -349,6 +392,17 @@ impl Updater {
                     msg: format!("{}: the checkpoint has no valid {key}", self.name),
                 })
         };
+        let total = counter("total")? as u64;
+        let sized = matches!(self.config.schedule, Schedule::Linear | Schedule::Cosine);
+        if sized && total != self.total {
+            return Err(Error::Invalid {
+                op: "resume",
+                msg: format!(
+                    "{}: the {} learning-rate schedule spans {total} updates in the checkpoint but {} now (--epochs changed); resume with the run's --epochs",
+                    self.name, self.config.schedule, self.total
+                ),
+            });
+        }
         // The schedulers read the optimizer's rates: optimizer first.
         self.opt.load_state_dict(&part("optimizer"))?;
         if let Some(w) = &mut self.warmup {
@@ -404,6 +458,44 @@ mod tests {
         assert!(u.backward_step(loss(&w, &[3.0, 4.0])).unwrap().1);
         assert_eq!(w.value().to_vec(), vec![-2.0, -3.0]);
         assert_eq!(u.updates(), 1);
+    }
+
+    #[test]
+    fn a_flushed_partial_accumulation_updates_with_the_mean_gradient() {
+        let w = Var::parameter(Tensor::zeros(&[2]));
+        let config = StepConfig {
+            accumulate: 3,
+            ..Default::default()
+        };
+        let mut u = Updater::new("model", sgd(&w, 1.0), &config, 1, 1).unwrap();
+        u.backward_step(loss(&w, &[1.0, 2.0])).unwrap();
+        u.backward_step(loss(&w, &[3.0, 4.0])).unwrap();
+        assert!(u.flush().unwrap());
+        assert_eq!(w.value().to_vec(), vec![-2.0, -3.0]);
+        assert!(!u.flush().unwrap(), "nothing left to flush");
+    }
+
+    #[test]
+    fn a_sized_schedule_refuses_a_checkpoint_of_another_length() {
+        let w = Var::parameter(Tensor::zeros(&[1]));
+        let config = StepConfig {
+            schedule: Schedule::Linear,
+            ..Default::default()
+        };
+        let a = Updater::new("model", sgd(&w, 1.0), &config, 4, 2).unwrap();
+        let mut longer = Updater::new("model", sgd(&w, 1.0), &config, 4, 3).unwrap();
+        let err = longer
+            .load_state_dict(&a.state_dict())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("spans 8 updates") && err.contains("--epochs"),
+            "{err}"
+        );
+        let constant = StepConfig::default();
+        let b = Updater::new("model", sgd(&w, 1.0), &constant, 4, 2).unwrap();
+        let mut c = Updater::new("model", sgd(&w, 1.0), &constant, 4, 3).unwrap();
+        c.load_state_dict(&b.state_dict()).unwrap();
     }
 
     #[test]

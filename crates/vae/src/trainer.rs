@@ -282,7 +282,7 @@ pub fn train_with_record(
             ..Default::default()
         },
     )?;
-    let per_epoch = loader.num_batches().div_ceil(config.step.accumulate.max(1));
+    let per_epoch = config.step.updates_per_epoch(loader.num_batches());
     let updater = Updater::new(
         "model",
         Box::new(adam),
@@ -290,10 +290,11 @@ pub fn train_with_record(
         per_epoch,
         config.run.epochs,
     )?;
-    let mut run = config.run.clone();
-    if held_out.is_none() && run.monitor.as_deref() == Some("held_out_loss") {
-        run.monitor = Some("train_loss".into());
-    }
+    let run = config.run.clone().watching_train_without_held_out(
+        held_out.is_some(),
+        "held_out_loss",
+        "train_loss",
+    );
     let mut task = VaeTask {
         model,
         updater,

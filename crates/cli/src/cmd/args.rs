@@ -39,14 +39,23 @@ pub struct DataArgs {
     #[arg(long, value_parser = datasets::parse_range)]
     #[serde(serialize_with = "range_text")]
     pub held_out: Option<Range<usize>>,
-    /// Number of synthetic digits to generate
-    #[arg(long, default_value_t = 12_000)]
-    pub synthetic_size: usize,
+    /// Number of synthetic digits to generate [default: 12000; for
+    /// evaluation, the number the model was trained on]
+    #[arg(long)]
+    pub synthetic_size: Option<usize>,
+}
+
+/// The synthetic digits' default count.
+const SYNTHETIC_SIZE: usize = 12_000;
+
+/// `a..b`, as the flags take it.
+fn range_string(r: &Option<Range<usize>>) -> Option<String> {
+    r.as_ref().map(|r| format!("{}..{}", r.start, r.end))
 }
 
 fn range_text<S: serde::Serializer>(r: &Option<Range<usize>>, s: S) -> Result<S::Ok, S::Error> {
-    match r {
-        Some(r) => s.serialize_str(&format!("{}..{}", r.start, r.end)),
+    match range_string(r) {
+        Some(text) => s.serialize_str(&text),
         None => s.serialize_none(),
     }
 }
@@ -69,15 +78,18 @@ impl DataArgs {
 
     /// What the checkpoint records of this choice.
     pub fn record(&self) -> DataRecord {
-        let text = |r: &Option<Range<usize>>| r.as_ref().map(|r| format!("{}..{}", r.start, r.end));
         DataRecord {
             dataset: self.name().to_string(),
             data_dir: self.data_dir.clone(),
             test_split: self.test_split,
-            train_range: text(&self.train_range),
-            held_out: text(&self.held_out),
-            synthetic_size: self.synthetic_size,
+            train_range: range_string(&self.train_range),
+            held_out: range_string(&self.held_out),
+            synthetic_size: self.synthetic_size(),
         }
+    }
+
+    fn synthetic_size(&self) -> usize {
+        self.synthetic_size.unwrap_or(SYNTHETIC_SIZE)
     }
 
     /// The checkpoint metadata that records this choice.
@@ -102,10 +114,10 @@ impl DataArgs {
             return Ok(DataArgs {
                 dataset: Some(rec.dataset),
                 data_dir: rec.data_dir,
-                test_split: rec.test_split,
+                test_split: self.test_split || rec.test_split,
                 train_range: self.train_range.clone().or(parse(&rec.train_range)?),
                 held_out: self.held_out.clone().or(parse(&rec.held_out)?),
-                synthetic_size: rec.synthetic_size,
+                synthetic_size: self.synthetic_size.or(Some(rec.synthetic_size)),
             });
         }
         if self.name() != rec.dataset || (self.data_dir.is_some() && self.data_dir != rec.data_dir)
@@ -132,7 +144,7 @@ impl DataArgs {
             self.name(),
             self.data_dir.as_deref(),
             !self.test_split,
-            self.synthetic_size,
+            self.synthetic_size(),
             0,
         )?;
         let n = all.len();
@@ -214,14 +226,16 @@ pub struct RunArgs {
     /// Checkpoints to keep: last, or best,last (best by --monitor)
     #[arg(long, value_delimiter = ',', default_value = "last", value_parser = ["last", "best"])]
     pub keep: Vec<String>,
-    /// The metric that picks the best checkpoint and drives --patience
-    /// [default: the held-out loss (accuracy for the classifier)]
+    /// The metrics.csv column that picks the best checkpoint and drives
+    /// --patience; lower is better, but for accuracies [default: VAE the
+    /// held-out loss, classifier the held-out accuracy (the training ones
+    /// without a held-out set), GAN none]
     #[arg(long)]
     pub monitor: Option<String>,
     /// Stop after this many epochs without improvement of --monitor [default: never]
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub patience: Option<usize>,
-    /// No progress bars or per-epoch progress lines
+    /// No progress bars (nor, without a terminal, progress lines on stderr)
     #[arg(long)]
     pub quiet: bool,
 }
@@ -242,6 +256,11 @@ impl RunArgs {
             tensorboard: !self.no_tensorboard,
             histograms: self.histograms,
             keep_best: self.keep.iter().any(|k| k == "best"),
+            // A metric the user names is minimised unless it is an accuracy.
+            maximize: match &self.monitor {
+                Some(m) => m.contains("accuracy"),
+                None => defaults.maximize,
+            },
             monitor: self.monitor.clone().or(defaults.monitor.clone()),
             patience: self.patience,
             ..defaults
@@ -270,12 +289,7 @@ pub struct StepArgs {
 }
 
 fn schedule_text<S: serde::Serializer>(s: &Schedule, ser: S) -> Result<S::Ok, S::Error> {
-    ser.serialize_str(&match s {
-        Schedule::Constant => "constant".to_string(),
-        Schedule::Linear => "linear".to_string(),
-        Schedule::Cosine => "cosine".to_string(),
-        Schedule::Step { epochs, gamma } => format!("step:{epochs}:{gamma}"),
-    })
+    ser.serialize_str(&s.to_string())
 }
 
 impl StepArgs {

@@ -31,7 +31,8 @@ pub struct Cli {
     #[arg(long, global = true, value_parser = args::at_least_one)]
     threads: Option<usize>,
     /// Read flags from a JSON file of flag names and values, such as the
-    /// config.json a run writes (flags on the command line win) [default: none]
+    /// config.json a run writes (flags on the command line win; a switch
+    /// the file turns on stays on) [default: none]
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -145,6 +146,11 @@ pub fn expand_config(args: Vec<OsString>) -> Result<Vec<OsString>> {
         return Err(bad("expected a JSON object of flag names and values".into()));
     };
     let path = subcommand_path(&text);
+    if path.is_empty() {
+        return Err(bad(
+            "give the command too, e.g. `deepgen train vae --config FILE`".into(),
+        ));
+    }
     if let Some(recorded) = map.get("command").and_then(|c| c.as_str()) {
         if recorded != path.join(" ") {
             return Err(bad(format!(
@@ -174,6 +180,7 @@ pub fn expand_config(args: Vec<OsString>) -> Result<Vec<OsString>> {
         }
         let value = match v {
             serde_json::Value::Null | serde_json::Value::Bool(false) => continue,
+            serde_json::Value::Array(items) if items.is_empty() => continue,
             serde_json::Value::Bool(true) => None,
             serde_json::Value::String(s) => Some(s),
             serde_json::Value::Number(n) => Some(n.to_string()),

@@ -44,15 +44,17 @@ pub struct Args {
 /// Refuses a model whose weights are NaN or infinite (it would draw noise
 /// and exit as if all were well).
 pub fn check_finite(module: &dyn Module<f32>, path: &Path) -> Result<()> {
-    for (name, p) in module.named_parameters() {
-        if p.value().to_vec().iter().any(|v| !v.is_finite()) {
-            return Err(Error::Usage(format!(
-                "{}: parameter `{name}` holds NaN or infinite values; the model diverged",
+    match deepgen_nn::checkpoint::first_non_finite(module) {
+        None => Ok(()),
+        Some((name, value)) => Err(deepgen_nn::Error::Invalid {
+            op: "model",
+            msg: format!(
+                "{}: `{name}` holds {value}; the model diverged and cannot be used",
                 path.display()
-            )));
+            ),
         }
+        .into()),
     }
-    Ok(())
 }
 
 pub fn run(a: Args) -> Result<()> {

@@ -227,7 +227,8 @@ pub fn run(a: Args) -> Result<()> {
     let g = spec.generator(a.seed.wrapping_mul(2))?;
     let d = spec.discriminator(a.seed.wrapping_mul(2).wrapping_add(1))?;
     let config = train_config(&a);
-    if let Some(init) = &a.init {
+    // On --resume the checkpoint's weights win; --init is for a new run.
+    if let (Some(init), false) = (&a.init, a.common.run.resume) {
         deepgen_nn::checkpoint::load(g.as_module(), &init.0, true)?;
         deepgen_nn::checkpoint::load(d.as_module(), &init.1, true)?;
     }

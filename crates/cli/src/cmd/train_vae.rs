@@ -104,7 +104,8 @@ pub fn run(a: Args) -> Result<()> {
         likelihood,
     };
     let model = Vae::new(config, a.seed)?;
-    if let Some(init) = &a.init {
+    // On --resume the checkpoint's weights win; --init is for a new run.
+    if let (Some(init), false) = (&a.init, a.common.run.resume) {
         deepgen_nn::checkpoint::load(&model, init, true)?;
     }
     let run = a

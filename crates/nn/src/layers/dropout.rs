@@ -8,7 +8,10 @@ use crate::{Element, Error, Forward, Module, Result, Tensor, Var};
 
 /// Zeroes each element with probability `p` in training mode and scales the
 /// rest by 1 / (1 - p); the identity in eval mode. Its masks come from its
-/// own generator, seeded at construction, so runs repeat.
+/// own generator, seeded at construction, so runs repeat. That generator is
+/// not part of the state dict (PyTorch's Dropout has none): a run resumed
+/// from a checkpoint draws other masks than an uninterrupted one, so with
+/// Dropout a resume is not bit-identical.
 #[derive(Module)]
 pub struct Dropout {
     pub p: f64,
