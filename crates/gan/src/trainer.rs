@@ -512,11 +512,8 @@ pub fn train_with_record(
         };
         Ok(Box::new(Adam::new(params, cfg)?))
     };
-    let d_updates = config.step.updates_per_epoch(loader.num_batches());
-    let g_updates = config
-        .step
-        .updates_per_epoch(loader.num_batches() / config.n_critic)
-        .max(1);
+    let d_updates = loader.num_batches();
+    let g_updates = (loader.num_batches() / config.n_critic).max(1);
     let epochs = config.run.epochs;
     let opt_g = Updater::new(
         "generator",

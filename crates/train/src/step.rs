@@ -145,17 +145,18 @@ pub struct Updater {
 impl Updater {
     /// `name` names it in messages ("the generator loss became NaN") and in
     /// checkpoints (`optimizer_generator.safetensors`);
-    /// `updates_per_epoch` and `epochs` size the schedule (the updates this
-    /// optimizer will take in one epoch and the run's epochs).
+    /// `steps_per_epoch` (the calls of [`Updater::backward_step`] in an
+    /// epoch: its batches, or for a GAN's generator its generator steps) and
+    /// `epochs` size the schedule.
     pub fn new(
         name: &str,
         mut opt: Box<dyn Optimizer<f32> + Send>,
         config: &StepConfig,
-        updates_per_epoch: usize,
+        steps_per_epoch: usize,
         epochs: usize,
     ) -> Result<Self> {
         config.validate()?;
-        let per_epoch = updates_per_epoch.max(1) as u64;
+        let per_epoch = config.updates_per_epoch(steps_per_epoch).max(1) as u64;
         let too_long = || Error::Invalid {
             op: "step",
             msg: format!("a schedule over {epochs} epochs of {per_epoch} updates is too long"),

@@ -282,12 +282,11 @@ pub fn train_with_record(
             ..Default::default()
         },
     )?;
-    let per_epoch = config.step.updates_per_epoch(loader.num_batches());
     let updater = Updater::new(
         "model",
         Box::new(adam),
         &config.step,
-        per_epoch,
+        loader.num_batches(),
         config.run.epochs,
     )?;
     let run = config.run.clone().watching_train_without_held_out(
