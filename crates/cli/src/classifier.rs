@@ -13,9 +13,9 @@ use deepgen_nn::loss::{cross_entropy, Reduction};
 use deepgen_nn::{
     checkpoint, Conv2d, Conv2dConfig, Flatten, Forward, Linear, MaxPool2d, Module, Relu, Sequential,
 };
-use deepgen_optim::{Adam, AdamConfig};
 use deepgen_train::{
-    At, Chart, EpochRecord, OnEpoch, RunConfig, StepConfig, StepValues, Task, Updater,
+    At, Chart, EpochRecord, OnEpoch, OptimizerConfig, RunConfig, StepConfig, StepValues, Task,
+    Updater,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -51,6 +51,8 @@ pub struct TrainConfig {
     pub run: RunConfig,
     /// Schedule, warm-up, clipping, accumulation.
     pub step: StepConfig,
+    /// Which optimizer (Adam by default) and its options.
+    pub optimizer: OptimizerConfig,
     pub batch_size: usize,
     pub lr: f64,
     pub seed: u64,
@@ -68,6 +70,7 @@ impl Default for TrainConfig {
                 ..Default::default()
             },
             step: StepConfig::default(),
+            optimizer: OptimizerConfig::default(),
             batch_size: 128,
             lr: 1e-3,
             seed: 0,
@@ -184,13 +187,7 @@ pub fn train(
 ) -> Result<(Sequential, Vec<EpochReport>)> {
     check_images(data.as_ref())?;
     let model = lenet(config.seed)?;
-    let adam = Adam::new(
-        model.parameters(),
-        AdamConfig {
-            lr: config.lr,
-            ..Default::default()
-        },
-    )?;
+    let optimizer = config.optimizer.build(model.parameters(), config.lr)?;
     let loader = DataLoader::new(
         data,
         LoaderConfig {
@@ -202,7 +199,7 @@ pub fn train(
     )?;
     let updater = Updater::new(
         "classifier",
-        Box::new(adam),
+        optimizer,
         &config.step,
         loader.num_batches(),
         config.run.epochs,

@@ -799,3 +799,44 @@ fn a_training_run_logs_scalars_and_images_tensorboard_reads() {
     assert_eq!(run["images"]["samples"]["count"], 2, "{}", run["images"]);
     println!("TensorBoard read epoch/held_out_loss = {values:?}");
 }
+
+#[test]
+fn any_optimizer_with_a_schedule_clipping_and_accumulation_trains() {
+    let out = tmp("optim");
+    let (code, stdout, err) = run_any(&[
+        "train",
+        "classifier",
+        "--synthetic-size",
+        "600",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0.9",
+        "--lr",
+        "0.05",
+        "--lr-schedule",
+        "cosine",
+        "--warmup",
+        "3",
+        "--clip-grad-norm",
+        "5",
+        "--accumulate",
+        "2",
+        "--keep",
+        "best,last",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(stdout.contains("epoch 2:"), "{stdout}");
+    assert!(out.join("checkpoints/best").exists());
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains("\"optimizer\": \"sgd\""), "{config}");
+    let (code, _, err) = run_any(&["train", "classifier", "--optimizer", "lbfgs"]);
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     false => deepgen_train::Schedule::Constant,
                 }
             }
-            "beta1" => cfg.train.betas.0 = v.parse()?,
+            "beta1" => cfg.train.optimizer.betas.0 = v.parse()?,
             "n_critic" => cfg.train.n_critic = v.parse()?,
             "r1" => cfg.train.r1_gamma = Some(v.parse()?),
             "ema" => cfg.train.ema_decay = Some(v.parse()?),

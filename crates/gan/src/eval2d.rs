@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use deepgen_autograd::{no_grad, Tensor, Var};
 use deepgen_data::synthetic;
-use deepgen_train::{RunConfig, Schedule, Start, StepConfig};
+use deepgen_train::{OptimizerConfig, RunConfig, Schedule, Start, StepConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -182,7 +182,7 @@ impl Bench2dConfig {
                 batch_size: 256,
                 lr,
                 r1_gamma: Some(0.1),
-                betas: (0.5, 0.999),
+                optimizer: OptimizerConfig::adam((0.5, 0.999)),
                 ..Default::default()
             },
             steps: 12000,

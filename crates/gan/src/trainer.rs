@@ -25,10 +25,9 @@ use std::sync::Arc;
 use deepgen_autograd::{no_grad, Tensor, Var};
 use deepgen_data::{Batch, DataLoader, Dataset, LoaderConfig, Scale};
 use deepgen_nn::Module;
-use deepgen_optim::{Adam, AdamConfig};
 use deepgen_train::{
-    At, Chart, Checkpoint, EpochRecord, OnEpoch, Picture, Restored, RunConfig, StepConfig,
-    StepValues, Task, Updater,
+    At, Chart, Checkpoint, EpochRecord, OnEpoch, OptimizerConfig, Picture, Restored, RunConfig,
+    StepConfig, StepValues, Task, Updater,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -49,7 +48,8 @@ pub struct TrainConfig {
     /// Learning rate of the generator (and of the discriminator unless `lr_d` is set).
     pub lr: f64,
     pub lr_d: Option<f64>,
-    pub betas: (f64, f64),
+    /// Both nets' optimizer: Adam by default, with DCGAN's betas.
+    pub optimizer: OptimizerConfig,
     pub loss: GanLoss,
     /// Discriminator steps per generator step.
     pub n_critic: usize,
@@ -77,7 +77,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             lr: 2e-4,
             lr_d: None,
-            betas: (0.5, 0.999),
+            optimizer: OptimizerConfig::adam((0.5, 0.999)),
             loss: GanLoss::NonSaturating,
             n_critic: 1,
             gp_lambda: 10.0,
@@ -98,7 +98,7 @@ impl TrainConfig {
             n_critic: 5,
             gp_lambda: 10.0,
             lr: 1e-4,
-            betas: (0.0, 0.9),
+            optimizer: OptimizerConfig::adam((0.0, 0.9)),
             ..Default::default()
         }
     }
@@ -504,20 +504,12 @@ pub fn train_with_record(
             ..Default::default()
         },
     )?;
-    let adam = |params, lr: f64| -> Result<Box<dyn deepgen_optim::Optimizer<f32> + Send>> {
-        let cfg = AdamConfig {
-            lr,
-            betas: config.betas,
-            ..Default::default()
-        };
-        Ok(Box::new(Adam::new(params, cfg)?))
-    };
     let d_updates = loader.num_batches();
     let g_updates = (loader.num_batches() / config.n_critic).max(1);
     let epochs = config.run.epochs;
     let opt_g = Updater::new(
         "generator",
-        adam(g.parameters(), config.lr)?,
+        config.optimizer.build(g.parameters(), config.lr)?,
         &config.step,
         g_updates,
         epochs,
@@ -525,7 +517,7 @@ pub fn train_with_record(
     let lr_d = config.lr_d.unwrap_or(config.lr);
     let opt_d = Updater::new(
         "discriminator",
-        adam(d.parameters(), lr_d)?,
+        config.optimizer.build(d.parameters(), lr_d)?,
         &config.step,
         d_updates,
         epochs,

@@ -26,6 +26,7 @@ mod error;
 mod fit;
 pub mod grid;
 pub mod metrics;
+mod optimizer;
 pub mod plot;
 pub mod progress;
 pub mod run;
@@ -36,6 +37,7 @@ pub mod tensorboard;
 pub use checkpoint::{Checkpoint, Restored};
 pub use error::{Error, Result};
 pub use fit::{fit, RunConfig, RESUMABLE_KEYS};
+pub use optimizer::{OptimizerConfig, OptimizerKind};
 pub use progress::Progress;
 pub use run::{RunDir, Start};
 pub use step::{Schedule, StepConfig, Updater};
@@ -47,8 +49,9 @@ pub use task::{At, Chart, Control, EpochRecord, Fitted, Hook, OnEpoch, Picture, 
 /// version by hand.
 pub mod prelude {
     pub use crate::{
-        fit, At, Chart, Checkpoint, Control, EpochRecord, Hook, OnEpoch, Picture, Restored,
-        RunConfig, Schedule, Start, StepConfig, StepValues, Task, Updater,
+        fit, At, Chart, Checkpoint, Control, EpochRecord, Hook, OnEpoch, OptimizerConfig,
+        OptimizerKind, Picture, Restored, RunConfig, Schedule, Start, StepConfig, StepValues, Task,
+        Updater,
     };
     pub use deepgen_autograd::{grad, no_grad, Tensor, Var};
     pub use deepgen_data::{synthetic, Batch, DataLoader, Dataset, LoaderConfig, Scale};

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use deepgen_autograd::{no_grad, Tensor, Var};
 use deepgen_data::{Batch, DataLoader, Dataset, LoaderConfig, Scale};
 use deepgen_nn::Module;
-use deepgen_optim::{Adam, AdamConfig};
 use deepgen_train::{
-    At, Chart, Checkpoint, EpochRecord, OnEpoch, Picture, Restored, RunConfig, StepConfig,
-    StepValues, Task, Updater,
+    At, Chart, Checkpoint, EpochRecord, OnEpoch, OptimizerConfig, Picture, Restored, RunConfig,
+    StepConfig, StepValues, Task, Updater,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -25,6 +24,8 @@ pub struct TrainConfig {
     pub run: RunConfig,
     /// Schedule, warm-up, clipping, accumulation.
     pub step: StepConfig,
+    /// Which optimizer (Adam by default) and its options.
+    pub optimizer: OptimizerConfig,
     pub batch_size: usize,
     pub lr: f64,
     /// Weight of the KL term.
@@ -44,6 +45,7 @@ impl Default for TrainConfig {
                 ..Default::default()
             },
             step: StepConfig::default(),
+            optimizer: OptimizerConfig::default(),
             batch_size: 128,
             lr: 1e-3,
             beta: 1.0,
@@ -275,16 +277,10 @@ pub fn train_with_record(
             ..Default::default()
         },
     )?;
-    let adam = Adam::new(
-        model.parameters(),
-        AdamConfig {
-            lr: config.lr,
-            ..Default::default()
-        },
-    )?;
+    let optimizer = config.optimizer.build(model.parameters(), config.lr)?;
     let updater = Updater::new(
         "model",
-        Box::new(adam),
+        optimizer,
         &config.step,
         loader.num_batches(),
         config.run.epochs,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use deepgen_cli::{datasets, Error, Result};
 use deepgen_data::Dataset;
-use deepgen_train::{RunConfig, Schedule, Start, StepConfig};
+use deepgen_train::{OptimizerConfig, OptimizerKind, RunConfig, Schedule, Start, StepConfig};
 use serde::{Deserialize, Serialize};
 
 pub type Data = Arc<dyn Dataset>;
@@ -193,6 +193,54 @@ pub struct TrainArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub step: StepArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub optim: OptimArgs,
+}
+
+/// Which optimizer.
+#[derive(clap::Args, Clone, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OptimArgs {
+    /// The optimizer
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptimizerArg,
+    /// SGD and RMSprop's momentum
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub momentum: f64,
+    /// Weight decay (Adam, SGD, RMSprop: L2 in the gradient; AdamW: decoupled)
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub weight_decay: f64,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerArg {
+    /// Adam (PyTorch's update rule)
+    Adam,
+    /// AdamW (decoupled weight decay)
+    Adamw,
+    /// SGD, with --momentum
+    Sgd,
+    /// RMSprop, with --momentum
+    Rmsprop,
+}
+
+impl OptimArgs {
+    /// The optimizer with these flags; `betas` for Adam and AdamW.
+    pub fn config(&self, betas: (f64, f64)) -> OptimizerConfig {
+        OptimizerConfig {
+            kind: match self.optimizer {
+                OptimizerArg::Adam => OptimizerKind::Adam,
+                OptimizerArg::Adamw => OptimizerKind::AdamW,
+                OptimizerArg::Sgd => OptimizerKind::Sgd,
+                OptimizerArg::Rmsprop => OptimizerKind::RmsProp,
+            },
+            betas,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+        }
+    }
 }
 
 impl TrainArgs {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use deepgen_cli::classifier::{self, TrainConfig};
 use deepgen_cli::Result;
+use deepgen_train::OptimizerConfig;
 use serde::Serialize;
 
 use super::args::{at_least_one, count, positive, record, TrainArgs};
@@ -46,6 +47,7 @@ pub fn run(a: Args) -> Result<()> {
     let cfg = TrainConfig {
         run,
         step: a.common.step.config(),
+        optimizer: a.common.optim.config(OptimizerConfig::default().betas),
         batch_size: a.batch_size,
         lr: a.lr,
         seed: a.seed,

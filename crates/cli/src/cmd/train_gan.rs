@@ -35,7 +35,7 @@ pub struct Args {
     /// Discriminator learning rate [default: --lr]
     #[arg(long, value_parser = positive)]
     lr_d: Option<f64>,
-    /// Adam betas as B1,B2 [default: 0.5,0.999; wgan-gp 0,0.9]
+    /// Adam / AdamW betas as B1,B2 [default: 0.5,0.999; wgan-gp 0,0.9]
     #[arg(long, value_parser = parse_betas)]
     betas: Option<(f64, f64)>,
     /// Discriminator steps per generator step [default: 1; wgan-gp 5]
@@ -210,7 +210,10 @@ fn train_config(a: &Args) -> TrainConfig {
         batch_size: a.batch_size,
         lr: a.lr.unwrap_or(base.lr),
         lr_d: a.lr_d,
-        betas: a.betas.unwrap_or(base.betas),
+        optimizer: a
+            .common
+            .optim
+            .config(a.betas.unwrap_or(base.optimizer.betas)),
         loss,
         n_critic: a.n_critic.unwrap_or(base.n_critic),
         gp_lambda: a.gp_lambda,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use deepgen_cli::Result;
 use deepgen_nn::Module;
+use deepgen_train::OptimizerConfig;
 use deepgen_vae::trainer::{self, TrainConfig};
 use deepgen_vae::{Arch, Likelihood, Vae, VaeConfig};
 use serde::Serialize;
@@ -114,6 +115,7 @@ pub fn run(a: Args) -> Result<()> {
     let tc = TrainConfig {
         run,
         step: a.common.step.config(),
+        optimizer: a.common.optim.config(OptimizerConfig::default().betas),
         batch_size: a.batch_size,
         lr: a.lr,
         beta: a.beta,
