@@ -277,6 +277,7 @@ pub fn fit(
     // directory is touched (--force would otherwise have removed a run).
     let mut monitor = Monitor::new(config, &columns)?;
     let run = RunDir::new(&config.out_dir, config.writer);
+    let _lock = run.lock()?;
     run.prepare(config.start)?;
     let (mut first_epoch, mut global_step, mut kept) = (0, 0u64, None);
     if config.start == Start::Resume {

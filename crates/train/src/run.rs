@@ -19,6 +19,9 @@ use crate::{Error, Result};
 /// The file holding the run's settings.
 pub const CONFIG_FILE: &str = "config.json";
 
+/// The lock file of a run directory: the writing process's PID.
+pub const LOCK_FILE: &str = ".lock";
+
 /// Names the runtime writes at the top of a run directory; `force` removes
 /// exactly these (and nothing a user put beside them).
 const RUN_FILES: [&str; 4] = [CONFIG_FILE, "metrics.csv", "checkpoints", "tb"];
@@ -75,6 +78,7 @@ impl RunDir {
             Ok(dir) => dir
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != LOCK_FILE)
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io(&self.path)(e)),
@@ -144,6 +148,76 @@ impl RunDir {
             .collect()
     }
 
+    /// Takes the run directory for this process (None when it is not the
+    /// writer): a lock file holding the PID, so that a second run on the
+    /// same directory stops with a message naming the first. A lock whose
+    /// process is gone (a crash, kill -9) is taken over, and the temporary
+    /// files that process left are removed. The lock goes when the guard drops.
+    pub fn lock(&self) -> Result<Option<RunLock>> {
+        if !self.writer {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(&self.path).map_err(io(&self.path))?;
+        let path = self.join(LOCK_FILE);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    write!(f, "{}", std::process::id()).map_err(io(&path))?;
+                    self.remove_stray_temporaries()?;
+                    return Ok(Some(RunLock { path }));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    match text.trim().parse::<u32>() {
+                        Ok(pid) if pid != std::process::id() && alive(pid) => {
+                            return Err(Error::Invalid {
+                                op: "run directory",
+                                msg: format!(
+                                    "{} is in use by process {pid} (another run writes there); wait for it to end or choose another --out",
+                                    self.path.display()
+                                ),
+                            })
+                        }
+                        // Its process is gone (or it is unreadable): stale.
+                        _ => std::fs::remove_file(&path).map_err(io(&path))?,
+                    }
+                }
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        Err(Error::Invalid {
+            op: "run directory",
+            msg: format!("{}: could not take {LOCK_FILE}", self.path.display()),
+        })
+    }
+
+    /// Temporary files and folders of writes that never finished (only the
+    /// lock's holder writes here, so none of them is in use).
+    fn remove_stray_temporaries(&self) -> Result<()> {
+        let stray = |name: &str| {
+            name.starts_with('.') && (name.contains(".tmp-") || name.contains(".link-"))
+        };
+        for dir in [self.path.clone(), self.join(crate::checkpoint::CHECKPOINTS)] {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if stray(&name) {
+                    let p = entry.path();
+                    let removed = match p.is_dir() {
+                        true => std::fs::remove_dir_all(&p),
+                        false => std::fs::remove_file(&p),
+                    };
+                    removed.map_err(io(&p))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `bytes` to `name` in the run directory, atomically; nothing
     /// when this process is not the writer.
     pub fn write(&self, name: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
@@ -174,6 +248,25 @@ impl RunDir {
             Err(e) => Err(io(&path)(e)),
         }
     }
+}
+
+/// The lock on a run directory; dropping it releases the directory.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether process `pid` exists. Where that cannot be told (no /proc), a
+/// lock is taken as held: better a message than two writers.
+fn alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.exists() || proc.join(pid.to_string()).exists()
 }
 
 /// Writes a file atomically, creating its folder (for outputs outside a
@@ -272,6 +365,33 @@ mod tests {
         run.prepare(Start::Force).unwrap();
         assert!(!dir.join(CONFIG_FILE).exists());
         assert!(dir.join("notes.txt").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_and_a_stale_lock_taken_over() {
+        let dir = temp("lock");
+        let run = RunDir::new(&dir, true);
+        let held = run.lock().unwrap().unwrap();
+        // This process holds it; another process's live lock is simulated
+        // by PID 1, which always exists.
+        drop(held);
+        std::fs::write(dir.join(LOCK_FILE), "1").unwrap();
+        let err = run.lock().unwrap_err().to_string();
+        assert!(err.contains("in use by process 1"), "{err}");
+        // A lock of a process that is gone, and its half-written files.
+        std::fs::write(dir.join(LOCK_FILE), "999999999").unwrap();
+        std::fs::write(dir.join(".model.safetensors.tmp-999999999"), "half").unwrap();
+        std::fs::create_dir_all(dir.join("checkpoints/.tmp-epoch-0003-999999999")).unwrap();
+        let lock = run.lock().unwrap().unwrap();
+        assert!(!dir.join(".model.safetensors.tmp-999999999").exists());
+        assert!(!dir.join("checkpoints/.tmp-epoch-0003-999999999").exists());
+        // The lock is not an entry that makes the folder "in use" for a new run.
+        std::fs::remove_dir_all(dir.join("checkpoints")).unwrap();
+        run.prepare(Start::New).unwrap();
+        drop(lock);
+        assert!(!dir.join(LOCK_FILE).exists());
+        assert!(RunDir::new(&dir, false).lock().unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
