@@ -223,7 +223,10 @@ pub fn first_non_finite<T: Element>(module: &dyn Module<T>) -> Option<(String, f
             return;
         }
         if let Slot::Parameter(v) | Slot::Buffer(v) = slot {
-            if let Some(x) = v.value().to_vec().into_iter().find(|x| !x.is_finite()) {
+            // Parameters are contiguous: a view of the values, no copy.
+            let t = v.value().contiguous();
+            let values = t.as_slice().expect("a contiguous tensor has a slice");
+            if let Some(x) = values.iter().find(|x| !x.is_finite()) {
                 found = Some((name.to_string(), x.as_f64()));
             }
         }

@@ -62,10 +62,6 @@ impl MetricsCsv {
         Ok(table)
     }
 
-    pub fn columns(&self) -> &[String] {
-        &self.columns
-    }
-
     fn header(&self) -> String {
         std::iter::once("epoch".to_string())
             .chain(self.columns.iter().cloned())

@@ -259,36 +259,6 @@ impl Updater {
         Ok((value, true))
     }
 
-    /// Sets this optimizer's gradients from `grads` (one per parameter, in
-    /// `optimizer().params()` order, e.g. from `autograd::grad`) and
-    /// counts them as one micro-batch, like [`Updater::backward_step`].
-    pub fn accumulate_grads(&mut self, grads: Vec<Tensor<f32>>) -> Result<bool> {
-        if self.pending == 0 {
-            self.opt.zero_grad();
-        }
-        let scale = 1.0 / self.config.accumulate as f32;
-        for (p, g) in self.opt.params().iter().zip(grads) {
-            let g = if self.config.accumulate > 1 {
-                deepgen_autograd::no_grad(|| Var::constant(g).mul_scalar(scale).value())
-            } else {
-                g
-            };
-            let sum = match p.grad() {
-                Some(old) => deepgen_autograd::no_grad(|| {
-                    Var::constant(old).add(&Var::constant(g)).map(|v| v.value())
-                })?,
-                None => g,
-            };
-            p.set_grad(Some(sum))?;
-        }
-        self.pending += 1;
-        if self.pending < self.config.accumulate {
-            return Ok(false);
-        }
-        self.update()?;
-        Ok(true)
-    }
-
     /// Takes the update for micro-batches still waiting (the end of an
     /// epoch that did not fill the last accumulation); true if it did.
     pub fn flush(&mut self) -> Result<bool> {
