@@ -139,6 +139,24 @@ fn ones_seed<T: Element>(out: &Var<T>) -> Result<Var<T>> {
 /// Gradients of the sum of `outputs` (each with one element) with respect to
 /// `inputs`. With `create_graph` the gradients are recorded Vars that can be
 /// differentiated again. Inputs the outputs do not depend on get zeros.
+///
+/// Unlike [`Var::backward`] it returns the gradients instead of
+/// accumulating them into the leaves. A second derivative of x^3:
+///
+/// ```
+/// use deepgen_autograd::{grad, Tensor, Var};
+///
+/// # fn main() -> deepgen_autograd::Result<()> {
+/// let x = Var::<f64>::parameter(Tensor::scalar(2.0));
+/// let y = x.powf(3.0);
+/// let dy = grad(&[y], &[x.clone()], true)?.remove(0);
+/// assert_eq!(dy.item()?, 12.0); // 3 x^2
+/// let d2y = grad(&[dy], &[x.clone()], false)?.remove(0);
+/// assert_eq!(d2y.item()?, 12.0); // 6 x
+/// assert!(x.grad().is_none()); // nothing was accumulated
+/// # Ok(())
+/// # }
+/// ```
 pub fn grad<T: Element>(
     outputs: &[Var<T>],
     inputs: &[Var<T>],

@@ -44,7 +44,22 @@ impl Drop for NoGradGuard {
     }
 }
 
-/// Runs `f` with recording off.
+/// Runs `f` with recording off (PyTorch's `torch.no_grad()`): for
+/// evaluation and sampling, where no backward follows and the graph would
+/// only hold memory. [`NoGradGuard`] does the same for a scope.
+///
+/// ```
+/// use deepgen_autograd::{is_grad_enabled, no_grad, Tensor, Var};
+///
+/// let w = Var::<f32>::parameter(Tensor::ones(&[3]));
+/// let y = no_grad(|| {
+///     assert!(!is_grad_enabled());
+///     w.mul_scalar(2.0)
+/// });
+/// assert!(is_grad_enabled()); // restored on return
+/// assert!(!y.requires_grad() && y.op_name().is_none()); // no graph was recorded
+/// assert!(w.mul_scalar(2.0).requires_grad());
+/// ```
 pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     let _guard = NoGradGuard::new();
     f()

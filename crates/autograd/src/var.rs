@@ -54,6 +54,26 @@ pub(crate) struct Node<T: Element> {
 }
 
 /// A tensor in the autograd graph: a cheap, clonable, Send + Sync handle.
+///
+/// Leaves are [`Var::parameter`] (wants a gradient) or [`Var::constant`]
+/// (data); ops on Vars record the graph, and [`Var::backward`] accumulates
+/// d output / d leaf into every parameter's [`Var::grad`].
+///
+/// ```
+/// use deepgen_autograd::{Tensor, Var};
+///
+/// # fn main() -> deepgen_autograd::Result<()> {
+/// let w = Var::<f64>::parameter(Tensor::from_vec(vec![1.0, -2.0], &[2])?);
+/// let x = Var::constant(Tensor::from_vec(vec![3.0, 4.0], &[2])?);
+/// // loss = sum(w * x) + sum(w^2): d loss / d w = x + 2 w
+/// let loss = w.mul(&x)?.sum_all()?.add(&w.square().sum_all()?)?;
+/// assert_eq!(loss.item()?, 3.0 - 8.0 + 1.0 + 4.0);
+/// loss.backward()?;
+/// assert_eq!(w.grad().unwrap().to_vec(), vec![5.0, 0.0]);
+/// assert!(x.grad().is_none()); // constants get no gradient
+/// # Ok(())
+/// # }
+/// ```
 pub struct Var<T: Element = f32>(pub(crate) Arc<Node<T>>);
 
 impl<T: Element> Clone for Var<T> {

@@ -27,6 +27,20 @@ pub enum Error {
     Gan(#[from] deepgen_gan::Error),
     #[error(transparent)]
     Train(#[from] deepgen_train::Error),
+    /// Compressing failed (the message names the input).
+    #[error(transparent)]
+    Compress(Box<deepgen_compress::Error>),
+    /// Decompressing `path` failed.
+    #[error("{}: {source}", path.display())]
+    Decompress {
+        path: std::path::PathBuf,
+        source: Box<deepgen_compress::Error>,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// A flag or value the command cannot use (exit code 2, like clap's).
     #[error("{0}")]
     Usage(String),

@@ -13,7 +13,7 @@ use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
 use crate::{Error, Result};
 
-/// Mean [d] and covariance [d, d] (unbiased, as numpy's `np.cov`) of rows.
+/// Mean `[d]` and covariance `[d, d]` (unbiased, as numpy's `np.cov`) of rows.
 pub fn mean_and_covariance(rows: &[Vec<f64>]) -> Result<(DVector<f64>, DMatrix<f64>)> {
     let n = rows.len();
     let d = rows.first().map_or(0, |r| r.len());

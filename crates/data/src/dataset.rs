@@ -45,7 +45,7 @@ pub trait Dataset: Send + Sync {
         self.len() == 0
     }
 
-    /// Shape of one item: [c, h, w] for images, [2] for 2-D points.
+    /// Shape of one item: `[c, h, w]` for images, `[2]` for 2-D points.
     fn item_shape(&self) -> Vec<usize>;
 
     /// Number of classes, when the items are labelled.
@@ -205,6 +205,53 @@ impl Dataset for InMemory {
     }
 }
 
+/// Another data set with every pixel thresholded at half its range: 1 where
+/// the value in [0, 1] is above 0.5 (8-bit: 128 and up), else 0 — the
+/// fixed binarisation of "binarised MNIST" that Bernoulli decoders and
+/// lossless coders of binary images take. Scales then apply to 0 and 1
+/// (`Raw` gives 0 and 255).
+#[derive(Clone)]
+pub struct Binarized {
+    inner: Arc<dyn Dataset>,
+}
+
+impl Binarized {
+    pub fn new(inner: Arc<dyn Dataset>) -> Self {
+        Binarized { inner }
+    }
+}
+
+impl Dataset for Binarized {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn item_shape(&self) -> Vec<usize> {
+        self.inner.item_shape()
+    }
+
+    fn num_classes(&self) -> Option<usize> {
+        self.inner.num_classes()
+    }
+
+    fn label(&self, i: usize) -> Option<usize> {
+        self.inner.label(i)
+    }
+
+    fn gather(&self, indices: &[usize], scale: Scale, out: &mut [f32]) -> Result<()> {
+        self.inner.gather(indices, Scale::ZeroOne, out)?;
+        let (off, on) = match scale {
+            Scale::ZeroOne => (0.0, 1.0),
+            Scale::MinusOneOne => (-1.0, 1.0),
+            Scale::Raw => (0.0, 255.0),
+        };
+        for v in out.iter_mut() {
+            *v = if *v > 0.5 { on } else { off };
+        }
+        Ok(())
+    }
+}
+
 /// Items `range` of another data set (a held-out split taken by index range).
 #[derive(Clone)]
 pub struct Subset {
@@ -284,5 +331,18 @@ mod tests {
         assert!(s.gather(&[1], Scale::Raw, &mut out[..2]).is_err());
         assert!(InMemory::new(Pixels::U8(vec![0; 5]), &[2], None).is_err());
         assert!(InMemory::new(Pixels::U8(vec![0; 4]), &[2], Some((vec![0, 3], 3))).is_err());
+    }
+
+    #[test]
+    fn binarized_thresholds_at_half_the_range() {
+        let d = InMemory::new(Pixels::U8(vec![0, 127, 128, 255]), &[4], None).unwrap();
+        let b = Binarized::new(Arc::new(d));
+        let mut out = vec![0.0; 4];
+        b.gather(&[0], Scale::ZeroOne, &mut out).unwrap();
+        assert_eq!(out, vec![0.0, 0.0, 1.0, 1.0]);
+        b.gather(&[0], Scale::Raw, &mut out).unwrap();
+        assert_eq!(out, vec![0.0, 0.0, 255.0, 255.0]);
+        b.gather(&[0], Scale::MinusOneOne, &mut out).unwrap();
+        assert_eq!(out, vec![-1.0, -1.0, 1.0, 1.0]);
     }
 }

@@ -10,16 +10,26 @@
 //! [`DataLoader`] shuffles from a seed, batches, scales, and prepares the
 //! next batch on a background thread.
 
+#[cfg(feature = "cifar")]
 pub mod cifar;
 mod dataset;
 #[cfg(feature = "download")]
 pub mod download;
 mod error;
+#[cfg(feature = "images")]
 pub mod folder;
 pub mod idx;
 mod loader;
 pub mod synthetic;
 
-pub use dataset::{Dataset, InMemory, Pixels, Scale, Subset};
+pub use dataset::{Binarized, Dataset, InMemory, Pixels, Scale, Subset};
 pub use error::{Error, Result};
 pub use loader::{Batch, DataLoader, LoaderConfig};
+
+/// The loader, the data set trait and the built-in sets:
+/// `use deepgen_data::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        idx, synthetic, Batch, DataLoader, Dataset, InMemory, LoaderConfig, Scale, Subset,
+    };
+}

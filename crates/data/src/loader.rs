@@ -48,6 +48,32 @@ pub struct Batch {
 }
 
 /// Batches of a data set, epoch after epoch.
+///
+/// ```
+/// use std::sync::Arc;
+/// use deepgen_data::{synthetic, DataLoader, Dataset, LoaderConfig};
+///
+/// # fn main() -> deepgen_data::Result<()> {
+/// // 10 points of the ring of 8 Gaussians: items [2], labelled by mode.
+/// let data: Arc<dyn Dataset> = Arc::new(synthetic::ring8(10, 0)?);
+/// let config = LoaderConfig { batch_size: 4, seed: 7, ..Default::default() };
+/// let loader = DataLoader::new(data, config)?;
+/// assert_eq!(loader.num_batches(), 3); // 4 + 4 + 2
+/// let mut seen = Vec::new();
+/// for batch in loader.epoch(0) {
+///     let batch = batch?;
+///     let rows = batch.images.shape()[0];
+///     assert_eq!(batch.images.shape(), [rows, 2]);
+///     assert_eq!(batch.labels.as_ref().map(|l| l.len()), Some(rows));
+///     seen.extend(batch.indices);
+/// }
+/// // Every item once, shuffled from the seed: the same order every time.
+/// assert_eq!(seen, loader.order(0));
+/// seen.sort();
+/// assert_eq!(seen, (0..10).collect::<Vec<_>>());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct DataLoader {
     dataset: Arc<dyn Dataset>,

@@ -224,7 +224,7 @@ impl<T: Element> Generator<T> for DcganGenerator<T> {
     }
 }
 
-/// Strided convolutions: [n, channels, size, size] -> [n] logits.
+/// Strided convolutions: `[n, channels, size, size] -> [n]` logits.
 #[derive(deepgen_nn::Module)]
 pub struct DcganDiscriminator<T: Element = f32> {
     pub net: Sequential<T>,

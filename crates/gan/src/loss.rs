@@ -3,7 +3,7 @@
 //! optimizer step differentiates through them.
 //!
 //! The discriminator outputs logits `r = D(x)` for real and `f = D(G(z))`
-//! for generated samples, each [n]:
+//! for generated samples, each `[n]`:
 //!
 //! | kind | discriminator loss | generator loss |
 //! | --- | --- | --- |
@@ -80,7 +80,7 @@ fn mean<T: Element>(v: Var<T>) -> Result<Var<T>> {
     Ok(v.mean(&[], false)?)
 }
 
-/// The discriminator's loss from its outputs on real [n] and generated [m] samples.
+/// The discriminator's loss from its outputs on real `[n]` and generated `[m]` samples.
 pub fn discriminator_loss<T: Element>(
     kind: GanLoss,
     real: &Var<T>,
@@ -100,7 +100,7 @@ pub fn discriminator_loss<T: Element>(
     })
 }
 
-/// The generator's loss from the discriminator's outputs on its samples [n].
+/// The generator's loss from the discriminator's outputs on its samples `[n]`.
 pub fn generator_loss<T: Element>(kind: GanLoss, fake: &Var<T>) -> Result<Var<T>> {
     Ok(match kind {
         GanLoss::NonSaturating => mean(fake.neg().softplus())?,
@@ -119,7 +119,7 @@ fn squared_norms<T: Element>(g: &Var<T>) -> Result<Var<T>> {
 }
 
 /// WGAN-GP's penalty E[(||grad_x D(x)||_2 - 1)^2] at x = eps real + (1 - eps) fake,
-/// with `eps` [n] drawn from U(0, 1) by the caller. `real` and `fake` are
+/// with `eps` `[n]` drawn from U(0, 1) by the caller. `real` and `fake` are
 /// [n, ..] values (no graph is kept to them). The gradient is recorded, so
 /// the result's gradient with respect to D's parameters is exact.
 pub fn gradient_penalty<T: Element>(

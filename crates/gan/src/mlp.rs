@@ -26,7 +26,7 @@ use crate::{Error, Result};
 /// Sizes of an MLP generator and discriminator.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MlpGanConfig {
-    /// Shape of one data item: [2] for points, [c, h, w] for images.
+    /// Shape of one data item: `[2]` for points, `[c, h, w]` for images.
     pub data_shape: Vec<usize>,
     pub latent: usize,
     /// Hidden widths of the generator (ReLU after each).
@@ -121,7 +121,42 @@ fn with_labels<T: Element>(
     Ok(Var::concat(&[h.clone(), e.lookup(labels)?], 1)?)
 }
 
-/// Noise -> hidden ReLU layers -> data: [n, latent] -> [n, data_shape..].
+/// Noise -> hidden ReLU layers -> data: `[n, latent] -> [n, data_shape..]`.
+///
+/// One adversarial round by hand on ring8 points (the trainer does the same,
+/// with optimizers; see [`crate::trainer::train`]):
+///
+/// ```
+/// use std::sync::Arc;
+/// use deepgen_autograd::rand::SeedableRng;
+/// use deepgen_autograd::rand_chacha::ChaCha8Rng;
+/// use deepgen_autograd::{Tensor, Var};
+/// use deepgen_data::{synthetic, DataLoader, LoaderConfig};
+/// use deepgen_gan::{discriminator_loss, generator_loss, Discriminator, GanLoss, Generator};
+/// use deepgen_gan::{MlpDiscriminator, MlpGanConfig, MlpGenerator};
+/// use deepgen_nn::Module;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = MlpGanConfig { latent: 4, g_hidden: vec![16], d_hidden: vec![16], ..Default::default() };
+/// let (g, d) = (MlpGenerator::<f32>::new(&config, 0)?, MlpDiscriminator::<f32>::new(&config, 1)?);
+/// let loader = DataLoader::new(Arc::new(synthetic::ring8(8, 0)?), LoaderConfig::default())?;
+/// let real = Var::constant(loader.batch((0..8).collect())?.images);
+/// let z = Var::constant(Tensor::randn(&[8, 4], 0.0, 1.0, &mut ChaCha8Rng::seed_from_u64(2)));
+/// let fake = g.generate(&z, None)?;
+/// assert_eq!(fake.shape(), [8, 2]);
+/// assert_eq!(d.score(&real, None)?.shape(), [8]);
+///
+/// // The discriminator's loss on detached samples reaches only D ...
+/// let kind = GanLoss::NonSaturating;
+/// discriminator_loss(kind, &d.score(&real, None)?, &d.score(&fake.detach(), None)?)?.backward()?;
+/// assert!(d.parameters().iter().all(|p| p.grad().is_some()));
+/// assert!(g.parameters().iter().all(|p| p.grad().is_none()));
+/// // ... and the generator's, taken into G's parameters only, reaches G.
+/// generator_loss(kind, &d.score(&fake, None)?)?.backward_inputs(&g.parameters())?;
+/// assert!(g.parameters().iter().all(|p| p.grad().is_some()));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(deepgen_nn::Module)]
 pub struct MlpGenerator<T: Element = f32> {
     pub net: Sequential<T>,
@@ -190,7 +225,7 @@ impl<T: Element> Generator<T> for MlpGenerator<T> {
     }
 }
 
-/// Data -> hidden layers -> one logit: [n, data_shape..] -> [n]. Image
+/// Data -> hidden layers -> one logit: `[n, data_shape..] -> [n]`. Image
 /// inputs pass through a Flatten first (`net.0`); points do not.
 #[derive(deepgen_nn::Module)]
 pub struct MlpDiscriminator<T: Element = f32> {

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 pub trait Generator<T: Element = f32>: Module<T> {
     fn latent_dim(&self) -> usize;
 
-    /// Shape of one sample: [2] for points, [c, h, w] for images.
+    /// Shape of one sample: `[2]` for points, `[c, h, w]` for images.
     fn output_shape(&self) -> Vec<usize>;
 
     /// Number of classes of a conditional generator; None when unconditional.
@@ -38,7 +38,7 @@ pub trait Generator<T: Element = f32>: Module<T> {
 }
 
 /// A discriminator (or WGAN critic): samples [n, input_shape..] (with one
-/// label per row when class-conditional) -> one logit per sample [n].
+/// label per row when class-conditional) -> one logit per sample `[n]`.
 pub trait Discriminator<T: Element = f32>: Module<T> {
     /// Shape of one input sample.
     fn input_shape(&self) -> Vec<usize>;
@@ -47,7 +47,7 @@ pub trait Discriminator<T: Element = f32>: Module<T> {
         None
     }
 
-    /// [n, input_shape..] -> [n]. A conditional discriminator needs `n`
+    /// `[n, input_shape..] -> [n]`. A conditional discriminator needs `n`
     /// labels; an unconditional one ignores them.
     fn score(&self, x: &Var<T>, labels: Option<&[usize]>) -> Result<Var<T>>;
 

@@ -59,7 +59,7 @@ pub struct TrainConfig {
     pub r1_gamma: Option<f64>,
     /// Keep an exponential moving average of the generator's weights with this decay.
     pub ema_decay: Option<f64>,
-    /// How the loader scales data; None: raw values for points ([2]), [-1, 1] for images.
+    /// How the loader scales data; None: raw values for points (`[2]`), `[-1, 1]` for images.
     #[serde(skip)]
     pub scale: Option<Scale>,
     pub seed: u64,
@@ -466,9 +466,35 @@ pub fn record(g: &dyn Generator, d: &dyn Discriminator, config: &TrainConfig) ->
     serde_json::json!({ "generator": g.spec(), "discriminator": d.spec(), "training": config })
 }
 
-/// Trains `g` and `d` in place on `data` (points [2] or images [c, h, w];
+/// Trains `g` and `d` in place on `data` (points `[2]` or images `[c, h, w]`;
 /// labels are used when the nets are conditional); calls `on_epoch` after
 /// each epoch.
+///
+/// One short epoch on ring8, written to a temporary run directory:
+///
+/// ```
+/// use std::sync::Arc;
+/// use deepgen_data::{synthetic, Dataset};
+/// use deepgen_gan::trainer::{train, TrainConfig};
+/// use deepgen_gan::{MlpDiscriminator, MlpGanConfig, MlpGenerator};
+/// use deepgen_train::RunConfig;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let net = MlpGanConfig { latent: 4, g_hidden: vec![16], d_hidden: vec![16], ..Default::default() };
+/// let (g, d) = (MlpGenerator::new(&net, 0)?, MlpDiscriminator::new(&net, 1)?);
+/// let data: Arc<dyn Dataset> = Arc::new(synthetic::ring8(256, 0)?);
+/// let out_dir = std::env::temp_dir().join(format!("deepgen-doc-gan-{}", std::process::id()));
+/// let run = RunConfig { out_dir: out_dir.clone(), epochs: 1, progress: false, images: false, tensorboard: false, ..TrainConfig::default().run };
+/// let config = TrainConfig { run, batch_size: 32, ..Default::default() };
+/// let trained = train(&g, &d, data, &config, |_| {});
+/// std::fs::remove_dir_all(&out_dir)?;
+/// let epoch = &trained?.history[0];
+/// assert_eq!(epoch.generator_steps, 256 / 32);
+/// assert!(epoch.d_loss.is_finite() && epoch.g_loss.is_finite());
+/// assert!(epoch.d_real > 0.0 && epoch.d_real < 1.0); // mean D(x), a probability
+/// # Ok(())
+/// # }
+/// ```
 pub fn train(
     g: &dyn Generator,
     d: &dyn Discriminator,

@@ -141,7 +141,7 @@ pub fn max_pool2d<T: Element>(
 }
 
 /// Adds each element of g [n, c, k...] into the plane position that
-/// `indices` names: out [n, c, plane_hw[0], plane_hw[1]]. The backward of
+/// `indices` names: out `[n, c, plane_hw[0], plane_hw[1]]`. The backward of
 /// max_pool2d; its own adjoint is [`gather_planes`].
 pub fn scatter_add_planes<T: Element>(
     g: &Tensor<T>,

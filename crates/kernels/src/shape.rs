@@ -61,7 +61,7 @@ pub fn pad_axis<T: Element>(
     Tensor::from_buffer(out, &shape)
 }
 
-/// out = zeros with `len` along `axis`; out[.., indices[j], ..] += x[.., j, ..].
+/// out = zeros with `len` along `axis`; `out[.., indices[j], ..] += x[.., j, ..]`.
 /// The adjoint of index_select.
 pub fn index_add<T: Element>(
     x: &Tensor<T>,

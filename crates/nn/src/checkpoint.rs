@@ -8,6 +8,35 @@
 //! the same folder that is renamed over the target only once complete, so a
 //! crash never leaves a half-written checkpoint. Loading checks every name,
 //! shape and dtype before it changes anything.
+//!
+//! A round trip through a file ([`save`], [`load`]) and through bytes
+//! ([`state_dict`], [`to_bytes`], [`from_bytes`], [`load_entries`]):
+//!
+//! ```
+//! use deepgen_autograd::rand::SeedableRng;
+//! use deepgen_autograd::rand_chacha::ChaCha8Rng;
+//! use deepgen_nn::{checkpoint, Linear};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let a = Linear::<f32>::new(3, 2, true, &mut ChaCha8Rng::seed_from_u64(0))?;
+//! let b = Linear::<f32>::new(3, 2, true, &mut ChaCha8Rng::seed_from_u64(1))?;
+//! assert_ne!(a.weight.value(), b.weight.value());
+//!
+//! let path = std::env::temp_dir().join(format!("deepgen-doc-{}.safetensors", std::process::id()));
+//! checkpoint::save(&a, &path)?;
+//! let report = checkpoint::load(&b, &path, true)?;
+//! std::fs::remove_file(&path)?;
+//! assert!(report.missing.is_empty() && report.unexpected.is_empty());
+//! assert_eq!(a.weight.value(), b.weight.value());
+//!
+//! let c = Linear::<f32>::new(3, 2, true, &mut ChaCha8Rng::seed_from_u64(2))?;
+//! let bytes = checkpoint::to_bytes(&checkpoint::state_dict(&a), None)?;
+//! let (entries, _metadata) = checkpoint::from_bytes("in memory".as_ref(), &bytes)?;
+//! checkpoint::load_entries(&c, "in memory".as_ref(), entries, true)?;
+//! assert_eq!(a.bias.unwrap().value(), c.bias.unwrap().value());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -268,6 +268,27 @@ pub fn all() -> Vec<Case> {
             },
         ),
         Case::new(
+            "loss.discretized_logistic_nll",
+            |rng| {
+                // Pixel levels k / 255 with both end bins among them.
+                let levels = [0.0, 255.0, 17.0, 128.0, 254.0, 1.0, 60.0, 200.0];
+                let x = Tensor::from_vec(levels.iter().map(|k| k / 255.0).collect(), &[2, 4]);
+                vec![
+                    uniform(&[2, 4], 0.0, 1.0, rng),
+                    uniform(&[2, 4], -4.0, -1.0, rng),
+                    x.expect("8 values"),
+                ]
+            },
+            |x| {
+                ag(loss::discretized_logistic_nll(
+                    &x[0],
+                    &x[1],
+                    &x[2],
+                    Reduction::Sum,
+                ))
+            },
+        ),
+        Case::new(
             "loss.cross_entropy (mean)",
             |rng| vec![normal(&[4, 5], rng)],
             |x| ag(loss::cross_entropy(&x[0], &[1, 4, 0, 1], Reduction::Mean)),

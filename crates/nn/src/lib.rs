@@ -21,9 +21,18 @@ pub use error::{Error, Result};
 pub use layers::*;
 pub use loss::Reduction;
 
-/// The traits a model author calls methods of: `use deepgen_nn::prelude::*;`.
+/// What a model author needs, from Vars to layers, losses and seeded
+/// random generators: `use deepgen_nn::prelude::*;`. Nothing here requires
+/// naming deepgen's `rand` version ([`deepgen_autograd::rand`] is it).
 pub mod prelude {
-    pub use crate::{Forward, Module};
+    pub use crate::loss::{self, one_hot, Reduction};
+    // `Module` here is both the trait and `#[derive(Module)]`.
+    pub use crate::{
+        init, visit_child, AvgPool2d, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig,
+        ConvTranspose2d, ConvTranspose2dConfig, Dropout, Embedding, Flatten, Forward, LayerNorm,
+        LeakyRelu, Linear, MaxPool2d, Module, Relu, Sequential, Sigmoid, Tanh, Unflatten,
+    };
+    pub use deepgen_autograd::prelude::*;
 }
 pub use module::{visit_child, Forward, Module, ModuleField, Slot};
 

@@ -1,4 +1,33 @@
 //! Losses, with PyTorch's formulas and reductions.
+//!
+//! Each takes the prediction first and the target second, and a
+//! [`Reduction`]; the result is a Var to call `backward` on.
+//!
+//! ```
+//! use deepgen_nn::loss::{bce_with_logits, cross_entropy, mse_loss, Reduction};
+//! use deepgen_nn::{Tensor, Var};
+//!
+//! # fn main() -> deepgen_nn::Result<()> {
+//! let v = |data: &[f64], shape: &[usize]| -> deepgen_nn::Result<Var<f64>> {
+//!     Ok(Var::constant(Tensor::from_vec(data.to_vec(), shape)?))
+//! };
+//! let pred = Var::parameter(Tensor::from_vec(vec![1.0, 2.0, 4.0], &[3])?);
+//! let target = v(&[1.0, 2.0, 1.0], &[3])?;
+//! let mse = mse_loss(&pred, &target, Reduction::Mean)?;
+//! assert_eq!(mse.item()?, 3.0); // (0 + 0 + 9) / 3
+//! mse.backward()?;
+//! assert_eq!(pred.grad().unwrap().to_vec(), [0.0, 0.0, 2.0]); // 2 (p - t) / 3
+//!
+//! // Logits [n, classes] and class indices: uniform logits cost ln(classes).
+//! let ce = cross_entropy(&v(&[0.0; 6], &[2, 3])?, &[0, 2], Reduction::Mean)?;
+//! assert!((ce.item()? - 3f64.ln()).abs() < 1e-12);
+//!
+//! // Binary cross entropy on a logit of 0 (p = 1/2) is ln 2 for either target.
+//! let bce = bce_with_logits(&v(&[0.0, 0.0], &[2])?, &v(&[0.0, 1.0], &[2])?, None, Reduction::Sum)?;
+//! assert!((bce.item()? - 2.0 * 2f64.ln()).abs() < 1e-12);
+//! # Ok(())
+//! # }
+//! ```
 
 use deepgen_kernels as k;
 
@@ -119,9 +148,19 @@ fn check_targets(op: &'static str, input: &[usize], targets: &[usize]) -> Result
     Ok(())
 }
 
-/// A constant [n, classes] matrix with 1 at (i, targets[i]).
-fn one_hot<T: Element>(n: usize, classes: usize, targets: &[usize]) -> Result<Var<T>> {
-    let mut m = Tensor::zeros(&[n, classes]);
+/// A constant `[targets.len(), classes]` matrix with 1 at `(i, targets[i])`
+/// and 0 elsewhere (PyTorch's `F.one_hot`, as floats): the label input of
+/// a conditional model. A target outside `0..classes` is an error.
+///
+/// ```
+/// let m = deepgen_nn::loss::one_hot::<f32>(&[2, 0], 3)?;
+/// assert_eq!(m.shape(), vec![2, 3]);
+/// assert_eq!(m.value().to_vec(), vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+/// # Ok::<(), deepgen_nn::Error>(())
+/// ```
+pub fn one_hot<T: Element>(targets: &[usize], classes: usize) -> Result<Var<T>> {
+    check_targets("one_hot", &[targets.len(), classes], targets)?;
+    let mut m = Tensor::zeros(&[targets.len(), classes]);
     let data = m.data_mut();
     for (i, &t) in targets.iter().enumerate() {
         data[i * classes + t] = T::one();
@@ -138,7 +177,7 @@ pub fn nll_loss<T: Element>(
     let shape = log_probs.shape();
     check_targets("nll_loss", &shape, targets)?;
     let picked = log_probs
-        .mul(&one_hot(shape[0], shape[1], targets)?)?
+        .mul(&one_hot(targets, shape[1])?)?
         .sum(&[1], false)?;
     reduction.apply(picked.neg())
 }
@@ -184,6 +223,65 @@ pub fn gaussian_nll_loss<T: Element>(
         loss = loss.add_scalar(T::of(0.5 * (2.0 * std::f64::consts::PI).ln()));
     }
     reduction.apply(loss)
+}
+
+/// The range the log-scale of [`discretized_logistic_nll`] is clamped to:
+/// narrower than e^-7 puts all mass in one bin anyway (PixelCNN++'s floor),
+/// and wider than e^3 (20 in pixel units) would make `1 - e^-c` round to 0.
+pub const LOGISTIC_LOG_SCALE_RANGE: (f64, f64) = (-7.0, 3.0);
+
+/// -log p(x) of 8-bit pixels under a logistic with `mean` and `log_scale`
+/// discretised into the 256 bins of width 1/255 centred on k/255 (Salimans
+/// et al., PixelCNN++, with one component); the bins at 0 and 1 take the
+/// tails, so the 256 probabilities sum to one. `x` holds k/255 (the
+/// loader's `Scale::ZeroOne`); `log_scale` is clamped to
+/// [`LOGISTIC_LOG_SCALE_RANGE`].
+///
+/// With a = (x - mean + d) / s and b = (x - mean - d) / s, d = 1/510, an
+/// inner bin's mass is sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b)
+/// (1 - e^-(a - b)), computed in logs so that no difference of nearly
+/// equal numbers is taken; the bin at 0 keeps only log sigmoid(a), the bin
+/// at 1 only log sigmoid(-b).
+pub fn discretized_logistic_nll<T: Element>(
+    mean: &Var<T>,
+    log_scale: &Var<T>,
+    x: &Var<T>,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    same_shape("discretized_logistic_nll", mean, x)?;
+    same_shape("discretized_logistic_nll", log_scale, x)?;
+    let (lo, hi) = LOGISTIC_LOG_SCALE_RANGE;
+    let log_scale = log_scale
+        .maximum(&Var::scalar(T::of(lo)))?
+        .minimum(&Var::scalar(T::of(hi)))?;
+    let inv_scale = log_scale.neg().exp();
+    let half_bin = 0.5 / 255.0;
+    let centred = x.sub(mean)?;
+    let a = centred.add_scalar(T::of(half_bin)).mul(&inv_scale)?;
+    let b = centred.add_scalar(T::of(-half_bin)).mul(&inv_scale)?;
+    // Which bin each pixel is in: constants of the data.
+    let xs = x.value().to_vec();
+    let mask = |f: &dyn Fn(f64) -> bool| -> Result<Var<T>> {
+        let m = xs
+            .iter()
+            .map(|v| if f(v.as_f64()) { T::one() } else { T::zero() });
+        Ok(Var::constant(Tensor::from_vec(m.collect(), &x.shape())?))
+    };
+    let not_top = mask(&|v| v < 1.0 - half_bin)?;
+    let not_bottom = mask(&|v| v > half_bin)?;
+    let inner = not_top.mul(&not_bottom)?;
+    let width = inv_scale
+        .mul_scalar(T::of(2.0 * half_bin))
+        .neg()
+        .exp()
+        .one_minus()
+        .log();
+    let log_p = a
+        .log_sigmoid()
+        .mul(&not_top)?
+        .add(&b.neg().log_sigmoid().mul(&not_bottom)?)?
+        .add(&width.mul(&inner)?)?;
+    reduction.apply(log_p.neg())
 }
 
 /// KL(N(mu, exp(logvar)) || N(0, I)) per element: -0.5 (1 + logvar - mu^2 - exp(logvar)).
@@ -241,5 +339,33 @@ mod tests {
         let big =
             bce_with_logits(&v(&[1000.0], &[1]), &v(&[0.0], &[1]), None, Reduction::Sum).unwrap();
         assert_eq!(big.item().unwrap(), 1000.0);
+    }
+
+    #[test]
+    fn discretized_logistic_levels_sum_to_one() {
+        // All 256 levels of one pixel: their probabilities add up to 1, for
+        // a mean inside, at the edge of and outside [0, 1], and the clamp.
+        for (mean, log_scale) in [(0.4, -3.0), (0.0, -6.0), (1.3, -2.0), (0.5, -20.0)] {
+            let x = v(
+                &(0..256).map(|k| k as f64 / 255.0).collect::<Vec<_>>(),
+                &[256],
+            );
+            let nll = discretized_logistic_nll(
+                &v(&[mean; 256], &[256]),
+                &v(&[log_scale; 256], &[256]),
+                &x,
+                Reduction::None,
+            )
+            .unwrap();
+            let total: f64 = nll.value().to_vec().iter().map(|l| (-l).exp()).sum();
+            assert!((total - 1.0).abs() < 1e-9, "mean {mean}: {total}");
+        }
+        let bad = discretized_logistic_nll(
+            &v(&[0.0], &[1]),
+            &v(&[0.0; 2], &[2]),
+            &v(&[0.0], &[1]),
+            Reduction::Sum,
+        );
+        assert!(bad.is_err());
     }
 }

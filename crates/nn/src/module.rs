@@ -32,6 +32,47 @@ pub(crate) fn rectify<T: Element>(y: &Var<T>, slope: T) -> Var<T> {
 /// written by hand, so none is forgotten. The computation lives apart, in
 /// [`Forward`] for one-input layers or in a model's own methods (a
 /// two-input model needs no dummy `forward`).
+///
+/// `use deepgen_nn::Module` brings both the trait and the derive macro:
+///
+/// ```
+/// use deepgen_autograd::rand::SeedableRng;
+/// use deepgen_autograd::rand_chacha::ChaCha8Rng;
+/// use deepgen_nn::{BatchNorm, BatchNormConfig, Forward, Linear, Module, Tensor, Var};
+///
+/// #[derive(Module)]
+/// struct Mlp {
+///     fc1: Linear,
+///     norm: BatchNorm,
+///     #[module(rename = "head")]
+///     fc2: Linear,
+///     #[module(skip)]
+///     label: &'static str,
+/// }
+///
+/// impl Forward for Mlp {
+///     fn forward(&self, x: &Var) -> deepgen_nn::Result<Var> {
+///         self.fc2.forward(&self.norm.forward(&self.fc1.forward(x)?)?.relu())
+///     }
+/// }
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let mut rng = ChaCha8Rng::seed_from_u64(0);
+/// let net = Mlp {
+///     fc1: Linear::new(4, 8, true, &mut rng)?,
+///     norm: BatchNorm::new1d(8, BatchNormConfig::default()),
+///     fc2: Linear::new(8, 2, true, &mut rng)?,
+///     label: "mlp",
+/// };
+/// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["fc1.weight", "fc1.bias", "norm.weight", "norm.bias", "head.weight", "head.bias"]);
+/// assert_eq!(net.num_parameters(), (4 * 8 + 8) + (8 + 8) + (8 * 2 + 2));
+/// net.eval(); // reaches the BatchNorm through the derived impl
+/// let y = net.forward(&Var::constant(Tensor::zeros(&[3, 4])))?;
+/// assert_eq!(y.shape(), [3, 2]);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Module<T: Element = f32>: Send + Sync {
     /// Calls `f(name, slot)` for every parameter, buffer and counter, with
     /// names relative to this module (`weight`, `0.bias`, ...), in PyTorch's
@@ -84,6 +125,30 @@ pub trait Module<T: Element = f32>: Send + Sync {
 
 /// A module with one input and one output: every layer, and models that
 /// are one map (a `Sequential`, a classifier). PyTorch's `forward`.
+///
+/// ```
+/// use deepgen_nn::{Forward, Module, Relu, Tensor, Var};
+///
+/// /// x -> 2 x: a layer without state.
+/// #[derive(Module)]
+/// struct Double;
+///
+/// impl Forward for Double {
+///     fn forward(&self, x: &Var) -> deepgen_nn::Result<Var> {
+///         Ok(x.mul_scalar(2.0))
+///     }
+/// }
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let layers: Vec<Box<dyn Forward>> = vec![Box::new(Double), Box::new(Relu)];
+/// let mut x = Var::constant(Tensor::from_vec(vec![-1.0, 3.0], &[2])?);
+/// for layer in &layers {
+///     x = layer.forward(&x)?;
+/// }
+/// assert_eq!(x.value().to_vec(), [0.0, 6.0]);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Forward<T: Element = f32>: Module<T> {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>>;
 

@@ -15,6 +15,31 @@ use crate::state::{StateReader, StateWriter};
 use crate::Result;
 
 /// Adam over parameters of element type `T`.
+///
+/// A fit of y = 2 x:
+///
+/// ```
+/// use deepgen_autograd::{Tensor, Var};
+/// use deepgen_optim::{Optimizer, Adam, AdamConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let x = Var::constant(Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[4])?);
+/// let y = x.mul_scalar(2.0);
+/// let w = Var::parameter(Tensor::zeros(&[1]));
+/// let mut opt = Adam::new([w.clone()], AdamConfig { lr: 0.1, ..Default::default() })?;
+/// let mut losses = Vec::new();
+/// for _ in 0..100 {
+///     let loss = x.mul(&w)?.sub(&y)?.square().mean(&[], false)?;
+///     losses.push(loss.item()?);
+///     opt.zero_grad();
+///     loss.backward()?;
+///     opt.step()?;
+/// }
+/// assert!(losses[losses.len() - 1] < 0.01 * losses[0]);
+/// assert!((w.item()? - 2.0).abs() < 0.1);
+/// # Ok(())
+/// # }
+/// ```
 pub type Adam<T> = GroupedOptimizer<T, AdamConfig>;
 
 /// AdamW over parameters of element type `T`.

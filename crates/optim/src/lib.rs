@@ -52,7 +52,11 @@ pub use schedule::{
 pub use sgd::{Sgd, SgdConfig};
 pub use state::StateDict;
 
-/// The traits whose methods a training loop calls: `use deepgen_optim::prelude::*;`.
+/// The optimizers, schedulers and the traits whose methods a training loop
+/// calls: `use deepgen_optim::prelude::*;`.
 pub mod prelude {
-    pub use crate::{LrGroups, LrScheduler, Optimizer};
+    pub use crate::{
+        clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, CosineAnnealingLR, LinearLR,
+        LrGroups, LrScheduler, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepLR,
+    };
 }

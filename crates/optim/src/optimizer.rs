@@ -43,6 +43,12 @@ pub trait Optimizer<T: Element>: LrGroups {
     /// One update of every parameter that has a gradient; parameters whose
     /// gradient is `None` (not reached by `backward`) are skipped and their
     /// state is left alone, as in PyTorch.
+    ///
+    /// The update is in place. A graph that is still alive (the loss `Var`
+    /// and anything computed from the parameters) holds views of their
+    /// values, so they are copied first (copy on write): the result is the
+    /// same, but drop the loss — after reading its value — before `step`
+    /// to save the copy of every weight.
     fn step(&mut self) -> Result<()>;
 
     /// Clears every parameter's gradient (PyTorch's `set_to_none=True`).

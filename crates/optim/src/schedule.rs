@@ -48,6 +48,29 @@ impl SchedulerState {
 
 /// A learning-rate schedule. Implementors supply the state and the rule
 /// (`get_lr`); stepping, inspection and state dicts come with the trait.
+///
+/// A scheduler writes the rates into the optimizer it is stepped with:
+///
+/// ```
+/// use deepgen_autograd::{Tensor, Var};
+/// use deepgen_optim::{LrGroups, LrScheduler, Sgd, SgdConfig, StepLR};
+///
+/// # fn main() -> deepgen_optim::Result<()> {
+/// let w = Var::<f32>::parameter(Tensor::zeros(&[1]));
+/// let mut opt = Sgd::new([w], SgdConfig { lr: 0.1, ..Default::default() })?;
+/// // Halve the rate every 2 steps.
+/// let mut sched = StepLR::new(&mut opt, 2, 0.5)?;
+/// let mut lrs = vec![opt.lr(0)?];
+/// for _epoch in 0..4 {
+///     // ... the epoch's optimizer steps, then:
+///     sched.step(&mut opt)?;
+///     lrs.push(opt.lr(0)?);
+/// }
+/// assert_eq!(lrs, [0.1, 0.1, 0.05, 0.05, 0.025]);
+/// assert_eq!((sched.last_lr(), sched.last_epoch()), (&[0.025][..], 4));
+/// # Ok(())
+/// # }
+/// ```
 pub trait LrScheduler {
     fn state(&self) -> &SchedulerState;
 
@@ -246,6 +269,26 @@ impl LrScheduler for ExponentialLR {
 
 /// Cosine annealing from the base rate down to `eta_min` over `t_max`
 /// steps (then back up, as PyTorch's recursion does; no restarts).
+///
+/// ```
+/// use deepgen_autograd::{Tensor, Var};
+/// use deepgen_optim::{Adam, AdamConfig, CosineAnnealingLR, LrGroups, LrScheduler};
+///
+/// # fn main() -> deepgen_optim::Result<()> {
+/// let w = Var::<f32>::parameter(Tensor::zeros(&[1]));
+/// let mut opt = Adam::new([w], AdamConfig { lr: 1.0, ..Default::default() })?;
+/// let mut sched = CosineAnnealingLR::new(&mut opt, 4, 0.1)?;
+/// let mut lrs = vec![opt.lr(0)?];
+/// for _ in 0..4 {
+///     sched.step(&mut opt)?;
+///     lrs.push(opt.lr(0)?);
+/// }
+/// // 0.1 + 0.9 (1 + cos(pi t / 4)) / 2: half-way at t = 2, eta_min at t = 4.
+/// assert!((lrs[2] - 0.55).abs() < 1e-12 && (lrs[4] - 0.1).abs() < 1e-12);
+/// assert!(lrs.windows(2).all(|p| p[1] < p[0]));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CosineAnnealingLR {
     t_max: u64,

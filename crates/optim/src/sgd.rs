@@ -8,6 +8,31 @@ use crate::state::{StateReader, StateWriter};
 use crate::{Error, Result};
 
 /// SGD over parameters of element type `T`.
+///
+/// A fit of y = 2 x:
+///
+/// ```
+/// use deepgen_autograd::{Tensor, Var};
+/// use deepgen_optim::{Optimizer, Sgd, SgdConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let x = Var::constant(Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[4])?);
+/// let y = x.mul_scalar(2.0);
+/// let w = Var::parameter(Tensor::zeros(&[1]));
+/// let mut opt = Sgd::new([w.clone()], SgdConfig { lr: 0.05, ..Default::default() })?;
+/// let mut losses = Vec::new();
+/// for _ in 0..20 {
+///     let loss = x.mul(&w)?.sub(&y)?.square().mean(&[], false)?;
+///     losses.push(loss.item()?);
+///     opt.zero_grad();
+///     loss.backward()?;
+///     opt.step()?;
+/// }
+/// assert!(losses[losses.len() - 1] < 0.01 * losses[0]);
+/// assert!((w.item()? - 2.0).abs() < 1e-3);
+/// # Ok(())
+/// # }
+/// ```
 pub type Sgd<T> = GroupedOptimizer<T, SgdConfig>;
 
 /// The options of `torch.optim.SGD`, with its defaults.

@@ -24,3 +24,5 @@ pub use error::{Error, Result};
 pub use layout::{broadcast_shapes, Layout};
 pub use storage::Buffer;
 pub use tensor::Tensor;
+// The `rand` version whose `Rng` the random constructors take.
+pub use rand;

@@ -10,6 +10,27 @@ use crate::Element;
 /// Cloning is cheap (the storage is shared); views share storage too. Writes
 /// go through [`Tensor::data_mut`], which copies first when the storage is
 /// shared or the layout is not contiguous.
+///
+/// ```
+/// use deepgen_tensor::Tensor;
+///
+/// # fn main() -> deepgen_tensor::Result<()> {
+/// let a = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+/// assert_eq!((a.shape(), a.numel()), (&[2, 3][..], 6));
+/// assert_eq!(a.get(&[1, 2])?, 6.0);
+///
+/// // A transpose is a view: new strides over the same storage, no copy.
+/// let t = a.transpose(0, 1)?;
+/// assert_eq!(t.shape(), &[3, 2]);
+/// assert!(!t.is_contiguous());
+/// assert_eq!(t.to_vec(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+///
+/// // A reshape keeps the element count (and copies only when it must).
+/// assert_eq!(t.reshape(&[6])?.get(&[1])?, 4.0);
+/// assert!(a.reshape(&[4]).is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Tensor<T: Element = f32> {
     storage: Arc<Buffer<T>>,

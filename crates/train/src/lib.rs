@@ -53,18 +53,7 @@ pub mod prelude {
         OptimizerKind, Picture, Restored, RunConfig, Schedule, Start, StepConfig, StepValues, Task,
         Updater,
     };
-    pub use deepgen_autograd::{grad, no_grad, Tensor, Var};
-    pub use deepgen_data::{synthetic, Batch, DataLoader, Dataset, LoaderConfig, Scale};
+    pub use deepgen_data::prelude::*;
     pub use deepgen_nn::prelude::*;
-    pub use deepgen_nn::{
-        loss, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d,
-        ConvTranspose2dConfig, Dropout, Embedding, Flatten, LayerNorm, LeakyRelu, Linear, Relu,
-        Sequential, Sigmoid, Tanh, Unflatten,
-    };
     pub use deepgen_optim::prelude::*;
-    pub use deepgen_optim::{
-        Adam, AdamConfig, AdamW, AdamWConfig, RmsProp, RmsPropConfig, Sgd, SgdConfig,
-    };
-    pub use rand::SeedableRng;
-    pub use rand_chacha::ChaCha8Rng;
 }

@@ -200,7 +200,7 @@ impl<F: FnMut(&EpochRecord)> Hook for OnEpoch<F> {
     }
 }
 
-/// What [`fit`] returns.
+/// What [`fit`](fn@crate::fit) returns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fitted {
     /// The epochs this call ran (a resumed run's earlier ones are in

@@ -27,12 +27,14 @@ pub struct ConvVae<T: Element = f32> {
 
 impl<T: Element> ConvVae<T> {
     /// `widths`: channels of the encoder's stages, e.g. [32, 64] for 28x28
-    /// (-> 7x7) and 32x32 (-> 8x8).
+    /// (-> 7x7) and 32x32 (-> 8x8); `outputs_per_pixel` multiplies the
+    /// decoder's output channels (2 for a logistic's means and log-scales).
     pub fn new<R: Rng + ?Sized>(
         image_shape: &[usize],
         widths: &[usize],
         hidden: usize,
         latent: usize,
+        outputs_per_pixel: usize,
         rng: &mut R,
     ) -> Result<Self> {
         let &[c, h, w] = image_shape else {
@@ -83,7 +85,11 @@ impl<T: Element> ConvVae<T> {
             .add(Relu)
             .add(Unflatten::new(1, &[last, hs, ws]));
         for (i, &width) in widths.iter().enumerate().rev() {
-            let outputs = if i == 0 { c } else { widths[i - 1] };
+            let outputs = if i == 0 {
+                c * outputs_per_pixel
+            } else {
+                widths[i - 1]
+            };
             decoder = decoder.add(ConvTranspose2d::new(width, outputs, 4, up, rng)?);
             if i > 0 {
                 decoder = decoder.add(Relu);

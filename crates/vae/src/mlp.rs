@@ -8,7 +8,8 @@ use crate::Result;
 
 /// Encoder x -> ReLU(fc1) -> (fc21 = mu, fc22 = log variance);
 /// decoder z -> ReLU(fc3) -> fc4 = the pixels' Bernoulli logits or Gaussian
-/// means. pytorch/examples' VAE, names and shapes included.
+/// means (or a logistic's means and log-scales: `outputs_per_pixel` 2).
+/// pytorch/examples' VAE, names and shapes included.
 #[derive(Module)]
 pub struct MlpVae<T: Element = f32> {
     pub fc1: Linear<T>,
@@ -18,6 +19,9 @@ pub struct MlpVae<T: Element = f32> {
     pub fc4: Linear<T>,
     #[module(skip)]
     image_shape: Vec<usize>,
+    /// Decoder outputs per pixel (channels are multiplied by it).
+    #[module(skip)]
+    outputs: usize,
 }
 
 impl<T: Element> MlpVae<T> {
@@ -27,9 +31,11 @@ impl<T: Element> MlpVae<T> {
         image_shape: &[usize],
         hidden: usize,
         latent: usize,
+        outputs_per_pixel: usize,
         rng: &mut R,
     ) -> Result<Self> {
         let pixels: usize = image_shape.iter().product();
+        let outputs = outputs_per_pixel;
         let (h, z) = (hidden, latent);
         let rng = &mut *rng;
         Ok(MlpVae {
@@ -37,8 +43,9 @@ impl<T: Element> MlpVae<T> {
             fc21: Linear::new(h, z, true, rng)?,
             fc22: Linear::new(h, z, true, rng)?,
             fc3: Linear::new(z, h, true, rng)?,
-            fc4: Linear::new(h, pixels, true, rng)?,
+            fc4: Linear::new(h, pixels * outputs, true, rng)?,
             image_shape: image_shape.to_vec(),
+            outputs,
         })
     }
 }
@@ -56,6 +63,7 @@ impl<T: Element> VaeNet<T> for MlpVae<T> {
         let out = self.fc4.forward(&self.fc3.forward(z)?.relu())?;
         let mut shape = vec![n];
         shape.extend(&self.image_shape);
+        shape[1] *= self.outputs;
         Ok(out.reshape(&shape)?)
     }
 }

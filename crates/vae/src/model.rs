@@ -75,6 +75,22 @@ pub enum Likelihood {
     /// Rybkin et al.'s sigma-VAE): a per-pixel variance would shrink to zero
     /// on MNIST's constant background and the likelihood would diverge.
     GaussianLearned,
+    /// 8-bit pixels (k / 255 in [0, 1]) under a logistic discretised into
+    /// 256 bins, with a mean and a log-scale per pixel from the decoder
+    /// (which outputs twice the channels: means, then log-scales): a
+    /// probability for every level, as lossless compression needs.
+    DiscretizedLogistic,
+}
+
+impl Likelihood {
+    /// Decoder outputs per pixel: 2 for the discretised logistic (mean and
+    /// log-scale), 1 otherwise.
+    pub fn outputs_per_pixel(self) -> usize {
+        match self {
+            Likelihood::DiscretizedLogistic => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Everything needed to rebuild a model before loading its weights.
@@ -119,7 +135,32 @@ impl VaeConfig {
 }
 
 /// A VAE: network, likelihood and (for [`Likelihood::GaussianLearned`])
-/// the decoder's log-variance, a parameter named `decoder_log_var` [1].
+/// the decoder's log-variance, a parameter named `decoder_log_var` of shape `[1]`.
+///
+/// ```
+/// use deepgen_autograd::{Tensor, Var};
+/// use deepgen_nn::Module;
+/// use deepgen_vae::{elbo, Vae, VaeConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A small MLP VAE for 4x4 gray images, Bernoulli decoder.
+/// let config = VaeConfig { image_shape: vec![1, 4, 4], hidden: 8, latent: 2, ..Default::default() };
+/// let model = Vae::<f32>::new(config, 0)?;
+/// let x = Var::constant(Tensor::full(&[3, 1, 4, 4], 0.5));
+/// let (mu, logvar) = model.encode(&x)?;
+/// assert_eq!((mu.shape(), logvar.shape()), (vec![3, 2], vec![3, 2]));
+/// assert_eq!(model.decode(&mu)?.shape(), [3, 1, 4, 4]);
+///
+/// // The negative ELBO with reparameterisation noise eps [n, latent].
+/// let eps = Var::constant(Tensor::zeros(&[3, 2]));
+/// let out = elbo(&model, &x, &eps, 1.0)?;
+/// // Each of 16 pixels at 1/2 costs at least ln 2 nats under a Bernoulli decoder.
+/// assert!(out.reconstruction >= 16.0 * 2f64.ln() && out.kl >= 0.0);
+/// out.loss.backward()?;
+/// assert!(model.parameters().iter().all(|p| p.grad().is_some()));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Module)]
 pub struct Vae<T: Element = f32> {
     /// Visited without a prefix, so an MLP VAE's state dict is pytorch/examples'.
@@ -141,9 +182,17 @@ impl<T: Element> Vae<T> {
                 msg: format!("sizes must be positive: image {shape:?}, hidden {h}, latent {z}"),
             });
         }
+        let outputs = config.likelihood.outputs_per_pixel();
         let net: Box<dyn VaeNet<T>> = match config.arch {
-            Arch::Mlp => Box::new(MlpVae::new(shape, h, z, &mut rng)?),
-            Arch::Conv => Box::new(ConvVae::new(shape, &config.widths, h, z, &mut rng)?),
+            Arch::Mlp => Box::new(MlpVae::new(shape, h, z, outputs, &mut rng)?),
+            Arch::Conv => Box::new(ConvVae::new(
+                shape,
+                &config.widths,
+                h,
+                z,
+                outputs,
+                &mut rng,
+            )?),
         };
         let decoder_log_var = match config.likelihood {
             Likelihood::GaussianLearned => Some(Var::parameter(Tensor::zeros(&[1]))),
@@ -181,12 +230,27 @@ impl<T: Element> Vae<T> {
     }
 
     /// The pixel means E[x|z] of a decoder output: sigmoid of the logits,
-    /// or the Gaussian means themselves.
+    /// the Gaussian means themselves, or the logistic's location clamped to
+    /// [0, 1] (its discretised mean up to the tails).
     pub fn mean(&self, decoded: &Var<T>) -> Var<T> {
         match self.config.likelihood {
             Likelihood::Bernoulli => decoded.sigmoid(),
+            Likelihood::DiscretizedLogistic => {
+                let (location, _) = self.split_logistic(decoded).expect("decoder output");
+                location
+                    .maximum(&Var::scalar(T::zero()))
+                    .and_then(|m| m.minimum(&Var::scalar(T::one())))
+                    .expect("scalars broadcast")
+            }
             _ => decoded.clone(),
         }
+    }
+
+    /// A discretised-logistic decoder output [n, 2c, ...] as (means,
+    /// log-scales), each [n, c, ...].
+    fn split_logistic(&self, decoded: &Var<T>) -> Result<(Var<T>, Var<T>)> {
+        let c = self.config.image_shape[0];
+        Ok((decoded.narrow(1, 0, c)?, decoded.narrow(1, c, c)?))
     }
 
     /// -log p(x|z) per pixel, [n, image..], from the decoder output.
@@ -214,6 +278,11 @@ impl<T: Element> Vae<T> {
                     .add(log_var)?
                     .mul_scalar(T::of(0.5))
                     .add_scalar(T::of(half_log_2pi))
+            }
+            (Likelihood::DiscretizedLogistic, _) => {
+                use deepgen_nn::loss::discretized_logistic_nll;
+                let (mean, log_scale) = self.split_logistic(decoded)?;
+                discretized_logistic_nll(&mean, &log_scale, x, Reduction::None)?
             }
             (Likelihood::GaussianLearned, None) => {
                 return Err(Error::Invalid {

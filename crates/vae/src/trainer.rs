@@ -317,6 +317,31 @@ pub fn train_with_record(
 }
 
 /// Trains `model` in place, recording its config and these settings.
+///
+/// Two short epochs on synthetic digits, written to a temporary run
+/// directory:
+///
+/// ```
+/// use std::sync::Arc;
+/// use deepgen_data::{synthetic, Dataset};
+/// use deepgen_train::RunConfig;
+/// use deepgen_vae::trainer::{train, TrainConfig};
+/// use deepgen_vae::{Vae, VaeConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let data: Arc<dyn Dataset> = Arc::new(synthetic::digits(64, 0)?);
+/// let model = Vae::new(VaeConfig { hidden: 32, latent: 2, ..Default::default() }, 0)?;
+/// let out_dir = std::env::temp_dir().join(format!("deepgen-doc-vae-{}", std::process::id()));
+/// let run = RunConfig { out_dir: out_dir.clone(), epochs: 2, progress: false, images: false, tensorboard: false, ..TrainConfig::default().run };
+/// let config = TrainConfig { run, batch_size: 16, ..Default::default() };
+/// let history = train(&model, data, None, &config, |_| {});
+/// std::fs::remove_dir_all(&out_dir)?;
+/// let history = history?;
+/// assert_eq!(history.len(), 2);
+/// assert!(history[1].train_loss < history[0].train_loss);
+/// # Ok(())
+/// # }
+/// ```
 pub fn train(
     model: &Vae,
     data: Arc<dyn Dataset>,

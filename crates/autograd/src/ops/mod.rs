@@ -5,6 +5,7 @@ mod conv;
 mod elementwise;
 mod linalg;
 mod norm;
+mod operators;
 mod reduce;
 mod shape;
 

@@ -14,16 +14,16 @@ use crate::{Element, Result, Tensor, TensorError, Var};
 /// Batch normalisation's output and the batch statistics it used.
 pub struct BatchNormOutput<T: Element> {
     pub y: Var<T>,
-    /// Per-channel mean, [c].
+    /// Per-channel mean, `[c]`.
     pub mean: Tensor<T>,
-    /// Per-channel biased variance, [c].
+    /// Per-channel biased variance, `[c]`.
     pub var: Tensor<T>,
 }
 
 impl<T: Element> Var<T> {
     /// Normalises self [n, c, ...] per channel (axis 1) with the mean and
     /// biased variance over every other axis, then scales by `weight` and
-    /// shifts by `bias` ([c] each, when given): PyTorch's
+    /// shifts by `bias` (`[c]` each, when given): PyTorch's
     /// `F.batch_norm(x, None, None, weight, bias, training=True, eps=eps)`.
     pub fn batch_norm(
         &self,

@@ -43,6 +43,11 @@ pub struct DataArgs {
     /// evaluation, the number the model was trained on]
     #[arg(long)]
     pub synthetic_size: Option<usize>,
+    /// Threshold every pixel at 0.5 (8-bit: 128 and up is 1): binarised
+    /// images, for Bernoulli decoders and lossless binary coding [default:
+    /// off; for evaluation, as the model was trained]
+    #[arg(long)]
+    pub binarize: bool,
 }
 
 /// The synthetic digits' default count.
@@ -69,6 +74,9 @@ pub struct DataRecord {
     pub train_range: Option<String>,
     pub held_out: Option<String>,
     pub synthetic_size: usize,
+    /// Absent in checkpoints written before the flag existed.
+    #[serde(default)]
+    pub binarize: bool,
 }
 
 impl DataArgs {
@@ -85,6 +93,7 @@ impl DataArgs {
             train_range: range_string(&self.train_range),
             held_out: range_string(&self.held_out),
             synthetic_size: self.synthetic_size(),
+            binarize: self.binarize,
         }
     }
 
@@ -118,6 +127,7 @@ impl DataArgs {
                 train_range: self.train_range.clone().or(parse(&rec.train_range)?),
                 held_out: self.held_out.clone().or(parse(&rec.held_out)?),
                 synthetic_size: self.synthetic_size.or(Some(rec.synthetic_size)),
+                binarize: self.binarize || rec.binarize,
             });
         }
         if self.name() != rec.dataset || (self.data_dir.is_some() && self.data_dir != rec.data_dir)
@@ -147,6 +157,10 @@ impl DataArgs {
             self.synthetic_size(),
             0,
         )?;
+        let all: Data = match self.binarize {
+            true => Arc::new(deepgen_data::Binarized::new(all)),
+            false => all,
+        };
         let n = all.len();
         let (train, held) = match (&self.train_range, &self.held_out, self.name()) {
             (None, None, "digits") => (Some(0..n - n / 6), Some(n - n / 6..n)),

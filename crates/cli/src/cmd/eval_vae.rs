@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use deepgen_cli::{Error, Result};
 use deepgen_data::{DataLoader, LoaderConfig};
 use deepgen_train::Progress;
-use deepgen_vae::{iwae_bound, trainer, Vae};
+use deepgen_vae::{iwae_bound, trainer, Likelihood, Vae};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -52,6 +52,7 @@ pub fn run(a: Args) -> Result<()> {
         )));
     }
     let (elbo, rec, kl) = trainer::evaluate(&model, target.clone(), 500, a.seed)?;
+    let pixels: usize = model.image_shape().iter().product();
     let k = a.k as usize;
     // Batches small enough that k samples of one stay near 8 M latent values.
     let batch = (8_000_000 / (k * model.latent_dim().max(1))).clamp(1, 100);
@@ -77,10 +78,26 @@ pub fn run(a: Args) -> Result<()> {
         bar.step(|| format!("{:.2} nats/example so far", sum / n as f64));
     }
     bar.finish(&format!("{} images", n));
+    let iwae = sum / n.max(1) as f64;
     println!(
-        "{} images: negative ELBO {elbo:.2} ({rec:.2} + {kl:.2}), IWAE bound (k = {k}) {:.2} nats/example",
+        "{} images: negative ELBO {elbo:.2} ({rec:.2} + {kl:.2}), IWAE bound (k = {k}) {iwae:.2} nats/example",
         target.len(),
-        sum / n.max(1) as f64
     );
+    // Discrete pixels (binarised under a Bernoulli decoder, or 8-bit levels)
+    // have probabilities, so nats convert to the bits per dimension a
+    // lossless coder can reach (`deepgen compress`).
+    let discrete = match model.config.likelihood {
+        Likelihood::Bernoulli => data.binarize,
+        Likelihood::DiscretizedLogistic => true,
+        _ => false,
+    };
+    if discrete {
+        let per_dim = |nats: f64| nats / (pixels as f64 * std::f64::consts::LN_2);
+        println!(
+            "in bits per dimension: negative ELBO {:.4}, IWAE bound {:.4}",
+            per_dim(elbo),
+            per_dim(iwae)
+        );
+    }
     Ok(())
 }

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use deepgen_cli::{Error, Result};
 
 pub mod args;
+mod compress;
 mod download;
 mod eval_classifier;
 mod eval_gan;
@@ -66,6 +67,11 @@ enum Command {
     Encode(tools::EncodeArgs),
     /// Decodes a straight line in latent space between two held-out images.
     Interpolate(tools::InterpolateArgs),
+    /// Losslessly compresses an IDX file of images with a trained VAE
+    /// (bits-back coding with ANS; Bernoulli or discretised-logistic decoder).
+    Compress(compress::CompressArgs),
+    /// Restores the IDX file `compress` wrote, byte for byte.
+    Decompress(compress::DecompressArgs),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -120,6 +126,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reconstruct(a) => tools::reconstruct(a),
         Command::Encode(a) => tools::encode(a),
         Command::Interpolate(a) => tools::interpolate(a),
+        Command::Compress(a) => compress::compress(a),
+        Command::Decompress(a) => compress::decompress(a),
     }
 }
 

@@ -81,6 +81,9 @@ enum VaeLikelihood {
     Gaussian,
     /// Gaussian pixels with one learned variance
     GaussianLearned,
+    /// 8-bit pixels under a discretised logistic per pixel (a probability
+    /// for each of the 256 levels: what `deepgen compress` codes with)
+    DiscretizedLogistic,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -93,6 +96,7 @@ pub fn run(a: Args) -> Result<()> {
         VaeLikelihood::Bernoulli => Likelihood::Bernoulli,
         VaeLikelihood::Gaussian => Likelihood::Gaussian { std: a.decoder_std },
         VaeLikelihood::GaussianLearned => Likelihood::GaussianLearned,
+        VaeLikelihood::DiscretizedLogistic => Likelihood::DiscretizedLogistic,
     };
     let config = VaeConfig {
         arch,

@@ -17,6 +17,23 @@ macro_rules! activation {
 }
 
 /// max(x, 0)
+///
+/// The activation layers ([`Relu`], [`LeakyRelu`], [`Tanh`], [`Sigmoid`])
+/// hold no state; they are layers so that a [`crate::Sequential`] can hold
+/// them.
+///
+/// ```
+/// use deepgen_nn::{Forward, LeakyRelu, Relu, Sigmoid, Tanh, Tensor, Var};
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let x = Var::<f64>::constant(Tensor::from_vec(vec![-2.0, 0.0, 3.0], &[3])?);
+/// assert_eq!(Relu.forward(&x)?.value().to_vec(), [0.0, 0.0, 3.0]);
+/// assert_eq!(LeakyRelu::new(0.5).forward(&x)?.value().to_vec(), [-1.0, 0.0, 3.0]);
+/// assert_eq!(Sigmoid.forward(&x)?.value().to_vec()[1], 0.5);
+/// assert_eq!(Tanh.forward(&x)?.value().to_vec()[2], 3f64.tanh());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, Module)]
 pub struct Relu;
 

@@ -40,7 +40,24 @@ fn add_channel_bias<T: Element>(y: Var<T>, bias: &Option<Var<T>>) -> Result<Var<
     }
 }
 
-/// 2-D convolution: [n, in, h, w] -> [n, out, h', w']; weight [out, in, k, k].
+/// 2-D convolution: `[n, in, h, w] -> [n, out, h', w']`; weight `[out, in, k, k]`.
+///
+/// ```
+/// use deepgen_autograd::rand::SeedableRng;
+/// use deepgen_autograd::rand_chacha::ChaCha8Rng;
+/// use deepgen_nn::{Conv2d, Conv2dConfig, Forward, Tensor, Var};
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let mut rng = ChaCha8Rng::seed_from_u64(0);
+/// // 3x3, stride 2, padding 1: halves the image.
+/// let config = Conv2dConfig { stride: 2, padding: 1, ..Default::default() };
+/// let conv = Conv2d::<f32>::new(1, 4, 3, config, &mut rng)?;
+/// assert_eq!(conv.weight.shape(), [4, 1, 3, 3]);
+/// let x = Var::constant(Tensor::randn(&[2, 1, 8, 8], 0.0, 1.0, &mut rng));
+/// assert_eq!(conv.forward(&x)?.shape(), [2, 4, 4, 4]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Module)]
 pub struct Conv2d<T: Element = f32> {
     pub weight: Var<T>,
@@ -99,7 +116,24 @@ impl Default for ConvTranspose2dConfig {
     }
 }
 
-/// Transposed convolution: [n, in, h, w] -> [n, out, h', w']; weight [in, out, k, k].
+/// Transposed convolution: `[n, in, h, w] -> [n, out, h', w']`; weight `[in, out, k, k]`.
+///
+/// ```
+/// use deepgen_autograd::rand::SeedableRng;
+/// use deepgen_autograd::rand_chacha::ChaCha8Rng;
+/// use deepgen_nn::{ConvTranspose2d, ConvTranspose2dConfig, Forward, Tensor, Var};
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let mut rng = ChaCha8Rng::seed_from_u64(0);
+/// // 4x4, stride 2, padding 1 (DCGAN's up-sampling step): doubles the image.
+/// let config = ConvTranspose2dConfig { stride: 2, padding: 1, ..Default::default() };
+/// let up = ConvTranspose2d::<f32>::new(4, 1, 4, config, &mut rng)?;
+/// assert_eq!(up.weight.shape(), [4, 1, 4, 4]);
+/// let x = Var::constant(Tensor::randn(&[2, 4, 4, 4], 0.0, 1.0, &mut rng));
+/// assert_eq!(up.forward(&x)?.shape(), [2, 1, 8, 8]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Module)]
 pub struct ConvTranspose2d<T: Element = f32> {
     pub weight: Var<T>,

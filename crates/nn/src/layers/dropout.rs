@@ -12,6 +12,25 @@ use crate::{Element, Error, Forward, Module, Result, Tensor, Var};
 /// not part of the state dict (PyTorch's Dropout has none): a run resumed
 /// from a checkpoint draws other masks than an uninterrupted one, so with
 /// Dropout a resume is not bit-identical.
+///
+/// ```
+/// use deepgen_nn::{Dropout, Forward, Module, Tensor, Var};
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let drop = Dropout::new(0.5, 0)?;
+/// let x = Var::<f32>::constant(Tensor::ones(&[1000]));
+/// let y = drop.forward(&x)?.value().to_vec();
+/// // Training: each element is 0 or 1 / (1 - p) = 2, about half of each.
+/// assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+/// let kept = y.iter().filter(|&&v| v == 2.0).count();
+/// assert!((400..600).contains(&kept));
+/// // Eval: the identity. (A layer without parameters is a module of every
+/// // element type: name the one meant.)
+/// Module::<f32>::eval(&drop);
+/// assert_eq!(drop.forward(&x)?.value().to_vec(), x.value().to_vec());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Module)]
 pub struct Dropout {
     pub p: f64,

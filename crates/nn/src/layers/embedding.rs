@@ -2,7 +2,26 @@ use rand::Rng;
 
 use crate::{init, Element, Error, Forward, Module, Result, Var};
 
-/// A lookup table: index i -> row i of `weight` [num, dim] (N(0, 1) init, as PyTorch).
+/// A lookup table: index i -> row i of `weight` `[num, dim]` (N(0, 1) init, as PyTorch).
+///
+/// ```
+/// use deepgen_autograd::rand::SeedableRng;
+/// use deepgen_autograd::rand_chacha::ChaCha8Rng;
+/// use deepgen_nn::{Embedding, Forward, Tensor, Var};
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let embed = Embedding::<f32>::new(10, 4, &mut ChaCha8Rng::seed_from_u64(0));
+/// let rows = embed.lookup(&[3, 3, 7])?;
+/// assert_eq!(rows.shape(), [3, 4]);
+/// let (w, r) = (embed.weight.value().to_vec(), rows.value().to_vec());
+/// assert_eq!(r[..4], w[12..16]); // row 3
+/// // As a layer, the input holds the indices as numbers: [2] -> [2, 4].
+/// let x = Var::constant(Tensor::from_vec(vec![7.0, 0.0], &[2])?);
+/// assert_eq!(embed.forward(&x)?.value().to_vec()[..4], w[28..32]);
+/// assert!(embed.lookup(&[10]).is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Module)]
 pub struct Embedding<T: Element = f32> {
     pub weight: Var<T>,

@@ -2,7 +2,25 @@ use rand::Rng;
 
 use crate::{init, Element, Forward, Module, Result, Var};
 
-/// y = x W^T + b: [.., in] -> [.., out]. `weight` is [out, in] as in PyTorch.
+/// y = x W^T + b: `[.., in] -> [.., out]`. `weight` is `[out, in]` as in PyTorch.
+///
+/// ```
+/// use deepgen_autograd::rand::SeedableRng;
+/// use deepgen_autograd::rand_chacha::ChaCha8Rng;
+/// use deepgen_nn::{Forward, Linear, Module, Tensor, Var};
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let fc = Linear::<f32>::new(3, 2, true, &mut ChaCha8Rng::seed_from_u64(0))?;
+/// assert_eq!(fc.weight.shape(), [2, 3]);
+/// assert_eq!(fc.num_parameters(), 3 * 2 + 2);
+/// let y = fc.forward(&Var::constant(Tensor::zeros(&[4, 3])))?;
+/// assert_eq!(y.shape(), [4, 2]);
+/// // A zero input gives the bias in every row.
+/// let bias = fc.bias.as_ref().unwrap().value().to_vec();
+/// assert_eq!(y.value().to_vec()[2..4], bias[..]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Module)]
 pub struct Linear<T: Element = f32> {
     pub weight: Var<T>,

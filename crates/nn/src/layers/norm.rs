@@ -26,9 +26,29 @@ impl Default for BatchNormConfig {
 }
 
 /// Batch normalisation over every axis but the channel axis 1:
-/// BatchNorm1d for [n, c] or [n, c, l], BatchNorm2d for [n, c, h, w].
+/// BatchNorm1d for `[n, c]` or `[n, c, l]`, BatchNorm2d for `[n, c, h, w]`.
 /// Training mode normalises with the batch statistics (biased variance) and
 /// updates the running ones (unbiased variance); eval mode uses the running ones.
+///
+/// ```
+/// use deepgen_nn::{BatchNorm, BatchNormConfig, Forward, Module, Tensor, Var};
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let bn = BatchNorm::<f64>::new1d(2, BatchNormConfig::default());
+/// let x = Var::constant(Tensor::from_vec(vec![1.0, 10.0, 3.0, 30.0], &[2, 2])?);
+/// // Training: each channel normalised over the batch.
+/// let y = bn.forward(&x)?.value().to_vec();
+/// assert!((y[0] + 1.0).abs() < 1e-4 && (y[3] - 1.0).abs() < 1e-4);
+/// // The running mean moved 10% (momentum 0.1) towards the batch mean [2, 20].
+/// let running = bn.running_mean.value().to_vec();
+/// assert!((running[0] - 0.2).abs() < 1e-12 && (running[1] - 2.0).abs() < 1e-12);
+/// // Eval: the running statistics, and nothing is updated.
+/// bn.eval();
+/// bn.forward(&x)?;
+/// assert_eq!(bn.running_mean.value().to_vec(), running);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Module)]
 pub struct BatchNorm<T: Element = f32> {
     pub weight: Option<Var<T>>,
@@ -154,6 +174,23 @@ impl<T: Element> Forward<T> for BatchNorm<T> {
 }
 
 /// Layer normalisation over the trailing axes `normalized_shape`.
+///
+/// ```
+/// use deepgen_nn::{Forward, LayerNorm, Tensor, Var};
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let ln = LayerNorm::<f64>::new(&[3], 1e-5, true);
+/// let x = Var::constant(Tensor::from_vec(vec![1.0, 2.0, 3.0, 10.0, 10.0, 40.0], &[2, 3])?);
+/// let y = ln.forward(&x)?.value().to_vec();
+/// for row in y.chunks(3) {
+///     // Each row: mean 0, (biased) variance 1.
+///     let mean = row.iter().sum::<f64>() / 3.0;
+///     let var = row.iter().map(|v| v * v).sum::<f64>() / 3.0;
+///     assert!(mean.abs() < 1e-9 && (var - 1.0).abs() < 1e-4);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Module)]
 pub struct LayerNorm<T: Element = f32> {
     pub weight: Option<Var<T>>,

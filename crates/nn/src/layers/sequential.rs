@@ -2,6 +2,26 @@ use crate::{Element, Forward, Module, Result, Var};
 
 /// Layers applied in order; their state is named `0.weight`, `1.bias`, ...
 /// as in PyTorch's nn.Sequential.
+///
+/// ```
+/// use deepgen_autograd::rand::SeedableRng;
+/// use deepgen_autograd::rand_chacha::ChaCha8Rng;
+/// use deepgen_nn::{Forward, Linear, Module, Relu, Sequential, Tensor, Var};
+///
+/// # fn main() -> deepgen_nn::Result<()> {
+/// let mut rng = ChaCha8Rng::seed_from_u64(0);
+/// let net = Sequential::<f32>::new()
+///     .add(Linear::new(2, 16, true, &mut rng)?)
+///     .add(Relu)
+///     .add(Linear::new(16, 1, true, &mut rng)?);
+/// assert_eq!(net.len(), 3);
+/// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+/// let y = net.forward(&Var::constant(Tensor::ones(&[5, 2])))?;
+/// assert_eq!(y.shape(), [5, 1]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Module)]
 pub struct Sequential<T: Element = f32> {
     #[module(flatten)]

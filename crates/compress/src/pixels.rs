@@ -1,0 +1,160 @@
+//! Pixels as symbols, and the decoder's likelihood as one categorical
+//! entropy model per pixel.
+//!
+//! The probabilities are computed in f64 from the network's f32 outputs by
+//! the same code when compressing and when decompressing, so both sides
+//! build bit-identical models; constriction then quantises them to 24-bit
+//! fixed point, keeping every symbol codable ("leaky").
+
+use constriction::stream::model::DefaultContiguousCategoricalEntropyModel as Categorical;
+use deepgen_vae::Likelihood;
+
+use crate::{Error, Result};
+
+/// How an image's bytes map to the symbols the likelihood codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pixels {
+    /// Binary images whose bytes are 0 and `one` (1 or 255, say), coded
+    /// under a Bernoulli decoder.
+    Binary { one: u8 },
+    /// 8-bit gray levels 0..=255 under a discretised logistic decoder.
+    Levels,
+}
+
+impl Pixels {
+    /// The pixel coding a model's likelihood implies for `bytes`: a
+    /// Bernoulli decoder needs binary data (0 and one other value), a
+    /// discretised logistic takes any bytes; a Gaussian decoder has no
+    /// probabilities for discrete pixels.
+    pub fn for_data(likelihood: Likelihood, bytes: &[u8]) -> Result<Self> {
+        match likelihood {
+            Likelihood::Bernoulli => {
+                let one = bytes.iter().copied().find(|&b| b != 0).unwrap_or(255);
+                match bytes.iter().find(|&&b| b != 0 && b != one) {
+                    None => Ok(Pixels::Binary { one }),
+                    Some(b) => Err(Error::Invalid(format!(
+                        "the model's Bernoulli decoder codes binary images, but the \
+                         data has the values 0, {one} and {b} (binarise it, or use a \
+                         model with a discretised logistic decoder)"
+                    ))),
+                }
+            }
+            Likelihood::DiscretizedLogistic => Ok(Pixels::Levels),
+            other => Err(Error::Invalid(format!(
+                "a {other:?} decoder has no probabilities for discrete pixels: \
+                 lossless coding needs a Bernoulli or discretised logistic decoder"
+            ))),
+        }
+    }
+
+    /// The symbol of one byte.
+    pub fn symbol(self, byte: u8) -> usize {
+        match self {
+            Pixels::Binary { one } => usize::from(byte == one),
+            Pixels::Levels => byte as usize,
+        }
+    }
+
+    /// The byte of one symbol.
+    pub fn byte(self, symbol: usize) -> u8 {
+        match self {
+            Pixels::Binary { one } => {
+                if symbol == 1 {
+                    one
+                } else {
+                    0
+                }
+            }
+            Pixels::Levels => symbol as u8,
+        }
+    }
+
+    /// The value the network sees for a byte, as the trainer's loader
+    /// gives it: 0 or 1 for binary images, `byte / 255` in f32 for levels.
+    pub fn input(self, byte: u8) -> f32 {
+        match self {
+            Pixels::Binary { one } => f32::from(u8::from(byte == one)),
+            Pixels::Levels => byte as f32 / 255.0,
+        }
+    }
+
+    /// One entropy model per pixel from the decoder's output for one image:
+    /// `pixels` logits (binary), or `pixels` means then `pixels` log-scales
+    /// (levels).
+    pub fn models(self, decoded: &[f32], pixels: usize) -> Result<Vec<Categorical>> {
+        let bad = || Error::Invalid("the model produced non-finite probabilities".into());
+        match self {
+            Pixels::Binary { .. } => decoded[..pixels]
+                .iter()
+                .map(|&logit| {
+                    let p = 1.0 / (1.0 + (-(logit as f64)).exp());
+                    Categorical::from_floating_point_probabilities_fast(&[1.0 - p, p], None)
+                        .map_err(|()| bad())
+                })
+                .collect(),
+            Pixels::Levels => {
+                let (means, log_scales) = decoded.split_at(pixels);
+                let mut probs = [0.0f64; 256];
+                means
+                    .iter()
+                    .zip(&log_scales[..pixels])
+                    .map(|(&mean, &log_scale)| {
+                        logistic_levels(mean, log_scale, &mut probs);
+                        Categorical::from_floating_point_probabilities_fast(&probs, None)
+                            .map_err(|()| bad())
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The 256 level probabilities of a logistic with `mean` and log-scale
+/// `log_scale` (both in [0, 1] pixel units) discretised into bins of width
+/// 1/255 centred on k/255, the end bins taking the tails: the likelihood
+/// `deepgen_nn::loss::discretized_logistic_nll` trains (its log-scale clamp
+/// included).
+pub fn logistic_levels(mean: f32, log_scale: f32, probs: &mut [f64; 256]) {
+    let (lo, hi) = deepgen_nn::loss::LOGISTIC_LOG_SCALE_RANGE;
+    let inv_scale = (-(log_scale.clamp(lo as f32, hi as f32) as f64)).exp();
+    let cdf = |k: usize| {
+        let edge = (k as f64 + 0.5) / 255.0;
+        1.0 / (1.0 + (-(edge - mean as f64) * inv_scale).exp())
+    };
+    let mut below = 0.0;
+    for (k, p) in probs.iter_mut().enumerate() {
+        let upper = if k == 255 { 1.0 } else { cdf(k) };
+        *p = (upper - below).max(0.0);
+        below = upper;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bernoulli_data_must_be_binary() {
+        let p = Pixels::for_data(Likelihood::Bernoulli, &[0, 255, 0, 255]).unwrap();
+        assert_eq!(p, Pixels::Binary { one: 255 });
+        assert_eq!((p.symbol(255), p.byte(1), p.input(255)), (1, 255, 1.0));
+        let e = Pixels::for_data(Likelihood::Bernoulli, &[0, 1, 7]).unwrap_err();
+        assert!(e.to_string().contains("0, 1 and 7"), "{e}");
+        let gauss = Likelihood::Gaussian { std: 0.1 };
+        assert!(Pixels::for_data(gauss, &[0]).is_err());
+    }
+
+    #[test]
+    fn logistic_levels_sum_to_one_and_peak_at_the_mean() {
+        let mut probs = [0.0; 256];
+        logistic_levels(100.0 / 255.0, -4.0, &mut probs);
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let peak = (0..256)
+            .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+            .unwrap();
+        assert_eq!(peak, 100);
+        // A mean far below 0 puts almost everything on level 0.
+        logistic_levels(-1.0, -3.0, &mut probs);
+        assert!(probs[0] > 0.999);
+    }
+}

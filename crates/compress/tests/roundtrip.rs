@@ -1,0 +1,177 @@
+//! Round trips, rates and bad input for bits-back compression, on the
+//! built-in synthetic digits (tests never read files they did not make).
+
+use std::path::Path;
+
+use deepgen_autograd::{Tensor, Var};
+use deepgen_compress::{compress_idx, decompress_idx, sha256, Error};
+use deepgen_data::{synthetic, Binarized, Dataset, Scale};
+use deepgen_vae::{elbo, Arch, Likelihood, Vae, VaeConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const MODEL_HASH: [u8; 32] = [7; 32];
+
+fn model(likelihood: Likelihood) -> Vae {
+    let config = VaeConfig {
+        arch: Arch::Mlp,
+        image_shape: vec![1, 28, 28],
+        hidden: 32,
+        latent: 4,
+        likelihood,
+        ..Default::default()
+    };
+    Vae::new(config, 0).unwrap()
+}
+
+/// `n` synthetic digits as an IDX file, 8-bit or binarised to {0, 255}.
+fn idx(n: usize, binary: bool) -> Vec<u8> {
+    let digits: std::sync::Arc<dyn Dataset> = std::sync::Arc::new(synthetic::digits(n, 3).unwrap());
+    let data: Box<dyn Dataset> = match binary {
+        true => Box::new(Binarized::new(digits)),
+        false => Box::new(deepgen_data::Subset::new(digits, 0..n).unwrap()),
+    };
+    let mut values = vec![0.0f32; n * 784];
+    let all: Vec<usize> = (0..n).collect();
+    // The digits are floats in [0, 1]: as 8-bit levels, k / 255.
+    data.gather(&all, Scale::ZeroOne, &mut values).unwrap();
+    let mut out = vec![0, 0, 8, 3];
+    for d in [n as u32, 28, 28] {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend(values.iter().map(|&v| (v * 255.0).round() as u8));
+    out
+}
+
+fn round_trip(likelihood: Likelihood, binary: bool, n: usize) -> (Vec<u8>, Vec<u8>) {
+    // An untrained model: the round trip is exact whatever the model.
+    let m = model(likelihood);
+    let original = idx(n, binary);
+    let (file, rate) = compress_idx(&m, MODEL_HASH, Path::new("t.idx"), &original, 8).unwrap();
+    assert_eq!(rate.per_image.len(), n);
+    let back = decompress_idx(&m, &MODEL_HASH, &file).unwrap();
+    assert!(back == original, "the round trip changed the data");
+    (original, file)
+}
+
+#[test]
+fn binary_images_round_trip_exactly() {
+    let (original, _) = round_trip(Likelihood::Bernoulli, true, 40);
+    assert!(original[16..].iter().all(|&b| b == 0 || b == 255));
+}
+
+#[test]
+fn eight_bit_images_round_trip_exactly() {
+    let (original, _) = round_trip(Likelihood::DiscretizedLogistic, false, 12);
+    // Gray levels, not only black and white.
+    assert!(original[16..].iter().any(|&b| b != 0 && b != 255));
+}
+
+#[test]
+fn the_rate_is_the_negative_elbo() {
+    // The net bits an image adds are log q(z|x) - log p(x|z) - log p(z) for
+    // the z popped from the posterior: on average the negative ELBO (in
+    // bits), up to the latents' discretisation into buckets.
+    let m = model(Likelihood::Bernoulli);
+    let n = 60;
+    let original = idx(n, true);
+    let (_, rate) = compress_idx(&m, MODEL_HASH, Path::new("t.idx"), &original, 10).unwrap();
+    let coded: f64 = rate.per_image[1..].iter().sum::<f64>() / (n - 1) as f64;
+    let x: Vec<f32> = original[16..]
+        .iter()
+        .map(|&b| f32::from(b == 255))
+        .collect();
+    let x = Var::constant(Tensor::from_vec(x, &[n, 1, 28, 28]).unwrap());
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let samples = 50;
+    let mut nats = 0.0;
+    for _ in 0..samples {
+        let eps = Var::constant(Tensor::randn(&[n, 4], 0.0, 1.0, &mut rng));
+        nats += elbo(&m, &x, &eps, 1.0).unwrap().loss.item().unwrap() as f64;
+    }
+    let elbo_bits = nats / samples as f64 / std::f64::consts::LN_2;
+    let gap = (coded - elbo_bits) / elbo_bits;
+    assert!(
+        gap.abs() < 0.03,
+        "coded {coded:.1} bits, -ELBO {elbo_bits:.1} bits"
+    );
+    assert!(rate.initial_bits > 0.0);
+}
+
+#[test]
+fn another_model_is_refused_by_name() {
+    let m = model(Likelihood::Bernoulli);
+    let (file, _) = compress_idx(&m, MODEL_HASH, Path::new("t.idx"), &idx(3, true), 8).unwrap();
+    let other = [9u8; 32];
+    match decompress_idx(&m, &other, &file) {
+        Err(e @ Error::WrongModel { .. }) => {
+            assert!(e.to_string().contains("0707070707"), "{e}")
+        }
+        other => panic!("expected a wrong-model error, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let m = model(Likelihood::Bernoulli);
+    let (file, _) = compress_idx(&m, MODEL_HASH, Path::new("t.idx"), &idx(2, true), 8).unwrap();
+    for len in 0..file.len() {
+        let e = decompress_idx(&m, &MODEL_HASH, &file[..len]).unwrap_err();
+        assert!(matches!(e, Error::Corrupt(_)), "cut at {len}: {e}");
+    }
+}
+
+#[test]
+fn every_corrupted_byte_is_an_error_never_other_images() {
+    let m = model(Likelihood::Bernoulli);
+    let (file, _) = compress_idx(&m, MODEL_HASH, Path::new("t.idx"), &idx(2, true), 8).unwrap();
+    for at in 0..file.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bad = file.clone();
+            bad[at] ^= flip;
+            match decompress_idx(&m, &MODEL_HASH, &bad) {
+                Err(_) => {}
+                Ok(_) => panic!("byte {at} ^ {flip:#x} decoded without an error"),
+            }
+        }
+    }
+}
+
+#[test]
+fn data_the_decoder_cannot_code_is_refused() {
+    let bernoulli = model(Likelihood::Bernoulli);
+    let e = compress_idx(
+        &bernoulli,
+        MODEL_HASH,
+        Path::new("gray.idx"),
+        &idx(2, false),
+        8,
+    );
+    let msg = e.unwrap_err().to_string();
+    assert!(msg.contains("gray.idx") && msg.contains("binary"), "{msg}");
+    let gaussian = model(Likelihood::Gaussian { std: 0.1 });
+    assert!(compress_idx(&gaussian, MODEL_HASH, Path::new("x"), &idx(1, true), 8).is_err());
+    let mut wrong_shape = idx(1, true);
+    wrong_shape[11] = 27; // rows: 27
+    assert!(compress_idx(&bernoulli, MODEL_HASH, Path::new("x"), &wrong_shape, 8).is_err());
+}
+
+#[test]
+fn decoding_on_other_thread_counts_gives_the_same_bytes() {
+    let m = model(Likelihood::DiscretizedLogistic);
+    let original = idx(4, false);
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let (file, _) = pool(2)
+        .install(|| compress_idx(&m, MODEL_HASH, Path::new("t"), &original, 8))
+        .unwrap();
+    let back = pool(1)
+        .install(|| decompress_idx(&m, &MODEL_HASH, &file))
+        .unwrap();
+    assert!(back == original);
+    assert_eq!(sha256(&back), sha256(&original));
+}
