@@ -81,7 +81,7 @@ impl Container {
         out.extend_from_slice(&self.model_hash[..MODEL_ID]);
         let (code, one) = match self.pixels {
             Pixels::Binary { one } => (0, one),
-            Pixels::Levels => (1, 0),
+            Pixels::Levels { .. } => (1, 0),
         };
         out.extend_from_slice(&[code, one, self.bucket_bits, rank]);
         for &d in &self.dims {
@@ -124,7 +124,8 @@ impl Container {
         }
         let pixels = match (r.byte("pixel coding")?, r.byte("binary one")?) {
             (0, one) if one != 0 => Pixels::Binary { one },
-            (1, 0) => Pixels::Levels,
+            // The model says which logistic; the file only says "levels".
+            (1, 0) => Pixels::Levels { mixture: None },
             (code, one) => {
                 return Err(Error::Corrupt(format!(
                     "unknown pixel coding {code} (one = {one})"

@@ -65,9 +65,10 @@ pub fn compress_idx(
 pub fn decompress_idx(model: &Vae, model_hash: &[u8; 32], bytes: &[u8]) -> Result<Vec<u8>> {
     let mut c = Container::parse(bytes, model_hash)?;
     let image_len = check_shape(model, &c.dims, Path::new("the compressed file"))?;
-    let pixels = match (c.pixels, model.config.likelihood) {
+    let likelihood = model.config.likelihood;
+    let pixels = match (c.pixels, likelihood) {
         (p @ Pixels::Binary { .. }, deepgen_vae::Likelihood::Bernoulli) => p,
-        (p @ Pixels::Levels, deepgen_vae::Likelihood::DiscretizedLogistic) => p,
+        (Pixels::Levels { .. }, l) if l.is_levels() => Pixels::for_data(l, &[])?,
         (p, l) => {
             return Err(Error::Corrupt(format!(
                 "pixel coding {p:?} does not match the model's {l:?} decoder"

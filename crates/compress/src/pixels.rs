@@ -17,8 +17,9 @@ pub enum Pixels {
     /// Binary images whose bytes are 0 and `one` (1 or 255, say), coded
     /// under a Bernoulli decoder.
     Binary { one: u8 },
-    /// 8-bit gray levels 0..=255 under a discretised logistic decoder.
-    Levels,
+    /// 8-bit gray levels 0..=255 under a discretised logistic decoder, or
+    /// a mixture of `mixture` of them.
+    Levels { mixture: Option<usize> },
 }
 
 impl Pixels {
@@ -39,7 +40,10 @@ impl Pixels {
                     ))),
                 }
             }
-            Likelihood::DiscretizedLogistic => Ok(Pixels::Levels),
+            Likelihood::DiscretizedLogistic => Ok(Pixels::Levels { mixture: None }),
+            Likelihood::LogisticMixture { components } => Ok(Pixels::Levels {
+                mixture: Some(components),
+            }),
             other => Err(Error::Invalid(format!(
                 "a {other:?} decoder has no probabilities for discrete pixels: \
                  lossless coding needs a Bernoulli or discretised logistic decoder"
@@ -51,7 +55,7 @@ impl Pixels {
     pub fn symbol(self, byte: u8) -> usize {
         match self {
             Pixels::Binary { one } => usize::from(byte == one),
-            Pixels::Levels => byte as usize,
+            Pixels::Levels { .. } => byte as usize,
         }
     }
 
@@ -65,7 +69,7 @@ impl Pixels {
                     0
                 }
             }
-            Pixels::Levels => symbol as u8,
+            Pixels::Levels { .. } => symbol as u8,
         }
     }
 
@@ -74,13 +78,14 @@ impl Pixels {
     pub fn input(self, byte: u8) -> f32 {
         match self {
             Pixels::Binary { one } => f32::from(u8::from(byte == one)),
-            Pixels::Levels => byte as f32 / 255.0,
+            Pixels::Levels { .. } => byte as f32 / 255.0,
         }
     }
 
     /// One entropy model per pixel from the decoder's output for one image:
-    /// `pixels` logits (binary), or `pixels` means then `pixels` log-scales
-    /// (levels).
+    /// `pixels` logits (binary); `pixels` means then `pixels` log-scales (a
+    /// logistic); or, for a mixture of k, k x `pixels` mixture logits, then
+    /// as many means, then as many log-scales.
     pub fn models(self, decoded: &[f32], pixels: usize) -> Result<Vec<Categorical>> {
         let bad = || Error::Invalid("the model produced non-finite probabilities".into());
         match self {
@@ -92,7 +97,7 @@ impl Pixels {
                         .map_err(|()| bad())
                 })
                 .collect(),
-            Pixels::Levels => {
+            Pixels::Levels { mixture: None } => {
                 let (means, log_scales) = decoded.split_at(pixels);
                 let mut probs = [0.0f64; 256];
                 means
@@ -105,8 +110,40 @@ impl Pixels {
                     })
                     .collect()
             }
+            Pixels::Levels {
+                mixture: Some(components),
+            } => {
+                // Blocks of components x pixels: logits, means, log-scales.
+                let block = components * pixels;
+                let at = |part: usize, k: usize, p: usize| decoded[part * block + k * pixels + p];
+                let (mut probs, mut one) = ([0.0f64; 256], [0.0f64; 256]);
+                let mut weights = vec![0.0f64; components];
+                (0..pixels)
+                    .map(|p| {
+                        softmax((0..components).map(|k| at(0, k, p) as f64), &mut weights);
+                        probs.fill(0.0);
+                        for (k, w) in weights.iter().enumerate() {
+                            logistic_levels(at(1, k, p), at(2, k, p), &mut one);
+                            probs.iter_mut().zip(&one).for_each(|(a, b)| *a += w * b);
+                        }
+                        Categorical::from_floating_point_probabilities_fast(&probs, None)
+                            .map_err(|()| bad())
+                    })
+                    .collect()
+            }
         }
     }
+}
+
+/// The softmax of `logits` into `out`.
+fn softmax(logits: impl Iterator<Item = f64> + Clone, out: &mut [f64]) {
+    let max = logits.clone().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for (o, l) in out.iter_mut().zip(logits) {
+        *o = (l - max).exp();
+        sum += *o;
+    }
+    out.iter_mut().for_each(|o| *o /= sum);
 }
 
 /// The 256 level probabilities of a logistic with `mean` and log-scale

@@ -68,6 +68,11 @@ fn eight_bit_images_round_trip_exactly() {
 }
 
 #[test]
+fn eight_bit_images_round_trip_under_a_logistic_mixture() {
+    round_trip(Likelihood::LogisticMixture { components: 3 }, false, 6);
+}
+
+#[test]
 fn the_rate_is_the_negative_elbo() {
     // The net bits an image adds are log q(z|x) - log p(x|z) - log p(z) for
     // the z popped from the posterior: on average the negative ELBO (in

@@ -289,6 +289,28 @@ pub fn all() -> Vec<Case> {
             },
         ),
         Case::new(
+            "loss.discretized_logistic_mixture_nll",
+            |rng| {
+                let levels = [0.0, 255.0, 17.0, 128.0];
+                let x = Tensor::from_vec(levels.iter().map(|k| k / 255.0).collect(), &[2, 2]);
+                vec![
+                    normal(&[2, 3, 2], rng),
+                    uniform(&[2, 3, 2], 0.0, 1.0, rng),
+                    uniform(&[2, 3, 2], -4.0, -1.0, rng),
+                    x.expect("4 values"),
+                ]
+            },
+            |x| {
+                ag(loss::discretized_logistic_mixture_nll(
+                    &x[0],
+                    &x[1],
+                    &x[2],
+                    &x[3],
+                    Reduction::Sum,
+                ))
+            },
+        ),
+        Case::new(
             "loss.cross_entropy (mean)",
             |rng| vec![normal(&[4, 5], rng)],
             |x| ag(loss::cross_entropy(&x[0], &[1, 4, 0, 1], Reduction::Mean)),

@@ -284,6 +284,38 @@ pub fn discretized_logistic_nll<T: Element>(
     reduction.apply(log_p.neg())
 }
 
+/// -log p(x) of 8-bit pixels under a mixture of discretised logistics
+/// (PixelCNN++'s likelihood): component weights from `logits`, each
+/// component as in [`discretized_logistic_nll`]. `logits`, `means` and
+/// `log_scales` are `[n, components, ...]`, `x` is `[n, ...]`; the
+/// mixture is summed in logs (log-softmax of the logits plus each
+/// component's log-probability, then log-sum-exp over components).
+pub fn discretized_logistic_mixture_nll<T: Element>(
+    logits: &Var<T>,
+    means: &Var<T>,
+    log_scales: &Var<T>,
+    x: &Var<T>,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    same_shape("discretized_logistic_mixture_nll", logits, means)?;
+    let (shape, x_shape) = (means.shape(), x.shape());
+    let fits = shape.len() >= 2
+        && shape.len() == x_shape.len() + 1
+        && shape[0] == x_shape[0]
+        && shape[2..] == x_shape[1..];
+    if !fits {
+        return Err(Error::Invalid {
+            op: "discretized_logistic_mixture_nll",
+            msg: format!("means {shape:?} must be x {x_shape:?} with a component axis at 1"),
+        });
+    }
+    let xs = Var::constant(x.unsqueeze(1)?.value().broadcast_to(&shape)?.contiguous());
+    let component_nll = discretized_logistic_nll(means, log_scales, &xs, Reduction::None)?;
+    let log_weights = logits.sub(&logits.logsumexp(&[1], true)?)?;
+    let log_p = log_weights.sub(&component_nll)?.logsumexp(&[1], false)?;
+    reduction.apply(log_p.neg())
+}
+
 /// KL(N(mu, exp(logvar)) || N(0, I)) per element: -0.5 (1 + logvar - mu^2 - exp(logvar)).
 /// `Reduction::Sum` gives the usual VAE term (Kingma & Welling, appendix B).
 pub fn kl_normal_std<T: Element>(
@@ -364,6 +396,48 @@ mod tests {
             &v(&[0.0], &[1]),
             &v(&[0.0; 2], &[2]),
             &v(&[0.0], &[1]),
+            Reduction::Sum,
+        );
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn a_logistic_mixture_sums_to_one_and_one_component_is_the_logistic() {
+        let levels: Vec<f64> = (0..256).map(|k| k as f64 / 255.0).collect();
+        let x = v(&levels, &[256]);
+        let rep = |a: &[f64]| -> Vec<f64> { (0..256).flat_map(|_| a.to_vec()).collect() };
+        let (logits, means, scales) = ([0.3, -1.0, 2.0], [0.1, 0.5, 1.2], [-3.0, -5.0, -1.0]);
+        let nll = discretized_logistic_mixture_nll(
+            &v(&rep(&logits), &[256, 3]),
+            &v(&rep(&means), &[256, 3]),
+            &v(&rep(&scales), &[256, 3]),
+            &x,
+            Reduction::None,
+        )
+        .unwrap();
+        let total: f64 = nll.value().to_vec().iter().map(|l| (-l).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{total}");
+        let one = discretized_logistic_mixture_nll(
+            &v(&[0.7; 256], &[256, 1]),
+            &v(&[0.4; 256], &[256, 1]),
+            &v(&[-3.0; 256], &[256, 1]),
+            &x,
+            Reduction::Sum,
+        )
+        .unwrap();
+        let plain = discretized_logistic_nll(
+            &v(&[0.4; 256], &[256]),
+            &v(&[-3.0; 256], &[256]),
+            &x,
+            Reduction::Sum,
+        )
+        .unwrap();
+        assert!((one.item().unwrap() - plain.item().unwrap()).abs() < 1e-9);
+        let bad = discretized_logistic_mixture_nll(
+            &v(&[0.0; 6], &[2, 3]),
+            &v(&[0.0; 6], &[2, 3]),
+            &v(&[0.0; 6], &[2, 3]),
+            &v(&[0.0; 3], &[3]),
             Reduction::Sum,
         );
         assert!(bad.is_err());

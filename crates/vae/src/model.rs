@@ -52,6 +52,13 @@ pub(crate) fn forward_through_mean<T: Element>(
     net.decode(&mu).map_err(as_nn)
 }
 
+/// `v` clamped to [0, 1].
+fn clamp01<T: Element>(v: &Var<T>) -> Var<T> {
+    v.maximum(&Var::scalar(T::zero()))
+        .and_then(|m| m.minimum(&Var::scalar(T::one())))
+        .expect("scalars broadcast")
+}
+
 /// Which network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,16 +87,32 @@ pub enum Likelihood {
     /// (which outputs twice the channels: means, then log-scales): a
     /// probability for every level, as lossless compression needs.
     DiscretizedLogistic,
+    /// 8-bit pixels under a mixture of `components` discretised logistics
+    /// (PixelCNN++'s likelihood): the decoder outputs three times
+    /// `components` channels per image channel — the mixture logits, the
+    /// means, the log-scales — so a pixel can be likely black and likely
+    /// white at once, as stroke edges are.
+    LogisticMixture { components: usize },
 }
 
 impl Likelihood {
     /// Decoder outputs per pixel: 2 for the discretised logistic (mean and
-    /// log-scale), 1 otherwise.
+    /// log-scale), 3 per component for a mixture, 1 otherwise.
     pub fn outputs_per_pixel(self) -> usize {
         match self {
             Likelihood::DiscretizedLogistic => 2,
+            Likelihood::LogisticMixture { components } => 3 * components,
             _ => 1,
         }
+    }
+
+    /// Whether pixels are 8-bit levels with a probability each (the
+    /// logistic likelihoods).
+    pub fn is_levels(self) -> bool {
+        matches!(
+            self,
+            Likelihood::DiscretizedLogistic | Likelihood::LogisticMixture { .. }
+        )
     }
 }
 
@@ -196,6 +219,12 @@ impl<T: Element> Vae<T> {
         };
         let decoder_log_var = match config.likelihood {
             Likelihood::GaussianLearned => Some(Var::parameter(Tensor::zeros(&[1]))),
+            Likelihood::LogisticMixture { components } if !(1..=32).contains(&components) => {
+                return Err(Error::Invalid {
+                    op: "vae",
+                    msg: format!("a logistic mixture needs 1 to 32 components, got {components}"),
+                })
+            }
             Likelihood::Gaussian { std } if !(std > 0.0 && std.is_finite()) => {
                 return Err(Error::Invalid {
                     op: "vae",
@@ -237,13 +266,38 @@ impl<T: Element> Vae<T> {
             Likelihood::Bernoulli => decoded.sigmoid(),
             Likelihood::DiscretizedLogistic => {
                 let (location, _) = self.split_logistic(decoded).expect("decoder output");
-                location
-                    .maximum(&Var::scalar(T::zero()))
-                    .and_then(|m| m.minimum(&Var::scalar(T::one())))
-                    .expect("scalars broadcast")
+                clamp01(&location)
+            }
+            Likelihood::LogisticMixture { .. } => {
+                // The components' locations weighted by their probabilities.
+                let [logits, means, _] = self.split_mixture(decoded).expect("decoder output");
+                let weights = logits
+                    .sub(&logits.logsumexp(&[1], true).expect("axis 1"))
+                    .expect("same shape")
+                    .exp();
+                weights
+                    .mul(&clamp01(&means))
+                    .and_then(|m| m.sum(&[1], false))
+                    .expect("same shape")
             }
             _ => decoded.clone(),
         }
+    }
+
+    /// A logistic mixture's decoder output [n, 3kc, ...] as (logits, means,
+    /// log-scales), each [n, k, c, ...].
+    fn split_mixture(&self, decoded: &Var<T>) -> Result<[Var<T>; 3]> {
+        let Likelihood::LogisticMixture { components } = self.config.likelihood else {
+            unreachable!("only called for mixtures")
+        };
+        let shape = decoded.shape();
+        let block = components * self.config.image_shape[0];
+        let mut parts = vec![shape[0], components];
+        parts.extend(&self.config.image_shape);
+        let part = |i: usize| -> Result<Var<T>> {
+            Ok(decoded.narrow(1, i * block, block)?.contiguous().reshape(&parts)?)
+        };
+        Ok([part(0)?, part(1)?, part(2)?])
     }
 
     /// A discretised-logistic decoder output [n, 2c, ...] as (means,
@@ -283,6 +337,11 @@ impl<T: Element> Vae<T> {
                 use deepgen_nn::loss::discretized_logistic_nll;
                 let (mean, log_scale) = self.split_logistic(decoded)?;
                 discretized_logistic_nll(&mean, &log_scale, x, Reduction::None)?
+            }
+            (Likelihood::LogisticMixture { .. }, _) => {
+                use deepgen_nn::loss::discretized_logistic_mixture_nll;
+                let [logits, means, log_scales] = self.split_mixture(decoded)?;
+                discretized_logistic_mixture_nll(&logits, &means, &log_scales, x, Reduction::None)?
             }
             (Likelihood::GaussianLearned, None) => {
                 return Err(Error::Invalid {

@@ -85,10 +85,16 @@ pub fn iwae_bound<T: Element, R: Rng + ?Sized>(
                 }
             }
             let zt = Var::constant(Tensor::from_vec(z, &[c * n, latent])?);
-            let decoded = model.decode(&zt)?.reshape(&[c, n, pixels])?;
-            let target = Var::constant(xs.broadcast_to(&[c, n, pixels])?.contiguous());
+            // Images as the decoder gives them ([c n, image..]; a logistic
+            // decoder has twice the channels), summed per image after.
+            let decoded = model.decode(&zt)?;
+            let mut image = vec![c * n];
+            image.extend(model.image_shape());
+            let target = xs.broadcast_to(&[c, n, pixels])?.contiguous();
+            let target = Var::constant(target.reshape(&image)?);
             let nll = model
                 .pixel_nll(&decoded, &target)?
+                .reshape(&[c, n, pixels])?
                 .sum(&[2], false)?
                 .value()
                 .to_vec();

@@ -112,6 +112,41 @@ fn the_iwae_bound_is_at_most_the_negative_elbo() {
 }
 
 #[test]
+fn a_discretized_logistic_decoder_bounds_8_bit_levels() {
+    use deepgen_autograd::Var;
+    use deepgen_vae::{Arch, Likelihood};
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let levels: Vec<f32> = (0..3 * 784)
+        .map(|i| ((i * 37) % 256) as f32 / 255.0)
+        .collect();
+    let x = Tensor::from_vec(levels, &[3, 1, 28, 28]).unwrap();
+    for arch in [Arch::Mlp, Arch::Conv] {
+        let config = VaeConfig {
+            arch,
+            hidden: 32,
+            latent: 4,
+            likelihood: Likelihood::DiscretizedLogistic,
+            ..VaeConfig::conv(&[1, 28, 28], 4)
+        };
+        let model = Vae::<f32>::new(config, 0).unwrap();
+        let z = Var::constant(Tensor::zeros(&[3, 4]));
+        let decoded = model.decode(&z).unwrap();
+        // Means and log-scales: twice the channels; the mean image has one.
+        assert_eq!(decoded.shape(), vec![3, 2, 28, 28], "{arch:?}");
+        let mean = model.mean(&decoded).value().to_vec();
+        assert!(mean.iter().all(|&m| (0.0..=1.0).contains(&m)));
+        for b in iwae_bound(&model, &x, 20, &mut rng).unwrap() {
+            // log 256 nats per pixel is the uniform code's rate: an
+            // untrained model is near it, and never infinite.
+            assert!(
+                b.is_finite() && b > 0.0 && b < 784.0 * 256f64.ln() * 1.5,
+                "{b}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_nan_loss_stops_training_and_keeps_the_last_checkpoint() {
     let (train_set, _) = digits(600);
     let model = Vae::new(small(), 3).unwrap();

@@ -88,8 +88,7 @@ pub fn run(a: Args) -> Result<()> {
     // lossless coder can reach (`deepgen compress`).
     let discrete = match model.config.likelihood {
         Likelihood::Bernoulli => data.binarize,
-        Likelihood::DiscretizedLogistic => true,
-        _ => false,
+        l => l.is_levels(),
     };
     if discrete {
         let per_dim = |nats: f64| nats / (pixels as f64 * std::f64::consts::LN_2);

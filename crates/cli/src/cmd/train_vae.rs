@@ -25,6 +25,9 @@ pub struct Args {
     /// The decoder's distribution (gaussian: fixed --decoder-std)
     #[arg(long, value_enum, default_value = "bernoulli")]
     likelihood: VaeLikelihood,
+    /// Components of the logistic-mixture decoder
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=32))]
+    components: u64,
     /// Standard deviation of the fixed Gaussian decoder
     #[arg(long, default_value_t = 0.1, value_parser = positive)]
     decoder_std: f64,
@@ -84,6 +87,8 @@ enum VaeLikelihood {
     /// 8-bit pixels under a discretised logistic per pixel (a probability
     /// for each of the 256 levels: what `deepgen compress` codes with)
     DiscretizedLogistic,
+    /// 8-bit pixels under a mixture of --components discretised logistics
+    LogisticMixture,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -97,6 +102,9 @@ pub fn run(a: Args) -> Result<()> {
         VaeLikelihood::Gaussian => Likelihood::Gaussian { std: a.decoder_std },
         VaeLikelihood::GaussianLearned => Likelihood::GaussianLearned,
         VaeLikelihood::DiscretizedLogistic => Likelihood::DiscretizedLogistic,
+        VaeLikelihood::LogisticMixture => Likelihood::LogisticMixture {
+            components: a.components as usize,
+        },
     };
     let config = VaeConfig {
         arch,
