@@ -295,7 +295,10 @@ impl<T: Element> Vae<T> {
         let mut parts = vec![shape[0], components];
         parts.extend(&self.config.image_shape);
         let part = |i: usize| -> Result<Var<T>> {
-            Ok(decoded.narrow(1, i * block, block)?.contiguous().reshape(&parts)?)
+            Ok(decoded
+                .narrow(1, i * block, block)?
+                .contiguous()
+                .reshape(&parts)?)
         };
         Ok([part(0)?, part(1)?, part(2)?])
     }

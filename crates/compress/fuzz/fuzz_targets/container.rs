@@ -41,7 +41,11 @@ fn run(models: &[Vae; 2], data: &[u8]) {
     let levels = first & 1 == 1;
     let container = Container {
         model_hash: MODEL,
-        pixels: if levels { Pixels::Levels { mixture: None } } else { Pixels::Binary { one: 255 } },
+        pixels: if levels {
+            Pixels::Levels { mixture: None }
+        } else {
+            Pixels::Binary { one: 255 }
+        },
         bucket_bits: 1 + (first >> 1) % 12,
         dims: vec![1 + (first >> 5) as usize, 4, 4],
         data_hash: [0; 32],
