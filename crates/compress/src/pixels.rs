@@ -8,6 +8,7 @@
 
 use constriction::stream::model::DefaultContiguousCategoricalEntropyModel as Categorical;
 use deepgen_vae::Likelihood;
+use rayon::prelude::*;
 
 use crate::{Error, Result};
 
@@ -99,11 +100,11 @@ impl Pixels {
                 .collect(),
             Pixels::Levels { mixture: None } => {
                 let (means, log_scales) = decoded.split_at(pixels);
-                let mut probs = [0.0f64; 256];
                 means
-                    .iter()
+                    .par_iter()
                     .zip(&log_scales[..pixels])
                     .map(|(&mean, &log_scale)| {
+                        let mut probs = [0.0f64; 256];
                         logistic_levels(mean, log_scale, &mut probs);
                         Categorical::from_floating_point_probabilities_fast(&probs, None)
                             .map_err(|()| bad())
@@ -116,12 +117,15 @@ impl Pixels {
                 // Blocks of components x pixels: logits, means, log-scales.
                 let block = components * pixels;
                 let at = |part: usize, k: usize, p: usize| decoded[part * block + k * pixels + p];
-                let (mut probs, mut one) = ([0.0f64; 256], [0.0f64; 256]);
-                let mut weights = vec![0.0f64; components];
+                // Pixels in parallel (each its own model, so the result is
+                // the same on any thread count): 256 levels x components
+                // logistics a pixel is most of the coder's time.
                 (0..pixels)
+                    .into_par_iter()
                     .map(|p| {
+                        let (mut probs, mut one) = ([0.0f64; 256], [0.0f64; 256]);
+                        let mut weights = vec![0.0f64; components];
                         softmax((0..components).map(|k| at(0, k, p) as f64), &mut weights);
-                        probs.fill(0.0);
                         for (k, w) in weights.iter().enumerate() {
                             logistic_levels(at(1, k, p), at(2, k, p), &mut one);
                             probs.iter_mut().zip(&one).for_each(|(a, b)| *a += w * b);

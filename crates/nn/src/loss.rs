@@ -309,7 +309,7 @@ pub fn discretized_logistic_mixture_nll<T: Element>(
             msg: format!("means {shape:?} must be x {x_shape:?} with a component axis at 1"),
         });
     }
-    let xs = Var::constant(x.unsqueeze(1)?.value().broadcast_to(&shape)?.contiguous());
+    let xs = x.unsqueeze(1)?.broadcast_to(&shape)?;
     let component_nll = discretized_logistic_nll(means, log_scales, &xs, Reduction::None)?;
     let log_weights = logits.sub(&logits.logsumexp(&[1], true)?)?;
     let log_p = log_weights.sub(&component_nll)?.logsumexp(&[1], false)?;
