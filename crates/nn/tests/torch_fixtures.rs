@@ -524,6 +524,24 @@ fn losses_match_pytorch_values_and_gradients() {
             "kl_normal_std",
             Box::new(|_, m, r| loss::kl_normal_std(&i(m, "mu"), &i(m, "logvar"), r)),
         ),
+        (
+            "discretized_logistic",
+            Box::new(|_, m, r| {
+                loss::discretized_logistic_nll(&i(m, "mean"), &i(m, "log_scale"), &i(m, "x"), r)
+            }),
+        ),
+        (
+            "logistic_mixture",
+            Box::new(|_, m, r| {
+                loss::discretized_logistic_mixture_nll(
+                    &i(m, "logits"),
+                    &i(m, "means"),
+                    &i(m, "log_scales"),
+                    &i(m, "x"),
+                    r,
+                )
+            }),
+        ),
     ];
     let checks: Vec<Check> = cases
         .iter()
