@@ -840,3 +840,116 @@ fn any_optimizer_with_a_schedule_clipping_and_accumulation_trains() {
     let (code, _, err) = run_any(&["train", "classifier", "--optimizer", "lbfgs"]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// An IDX file of `n` binary 28x28 images (0 and 255): thick bars whose
+/// place follows the index, so every image differs.
+fn binary_idx(n: usize) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, 3];
+    for d in [n as u32, 28, 28] {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    for i in 0..n {
+        out.extend((0..784).map(|p| if (p % 28 + i) % 9 < 3 { 255 } else { 0 }));
+    }
+    out
+}
+
+#[test]
+fn compress_and_decompress_round_trip_and_refuse_other_models_and_damaged_files() {
+    let dir = tmp("compress");
+    let train = |name: &str, seed: &str| {
+        let args = [
+            "train",
+            "vae",
+            "--synthetic-size",
+            "300",
+            "--epochs",
+            "1",
+            "--hidden",
+            "32",
+            "--latent",
+            "4",
+            "--binarize",
+            "--seed",
+            seed,
+        ];
+        run_ok(&args, &dir.join(name));
+        dir.join(name).join("model.safetensors")
+    };
+    let (model, other) = (train("a", "1"), train("b", "2"));
+    let (input, packed, back) = (
+        dir.join("in.idx"),
+        dir.join("in.dgnz"),
+        dir.join("back.idx"),
+    );
+    std::fs::write(&input, binary_idx(20)).unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (code, stdout, stderr) = run_any(&[
+        "compress",
+        "--checkpoint",
+        &path(&model),
+        &path(&input),
+        &path(&packed),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("20 images") && stdout.contains("bits per dimension"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run_any(&[
+        "decompress",
+        "--checkpoint",
+        &path(&model),
+        &path(&packed),
+        &path(&back),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(std::fs::read(&back).unwrap() == std::fs::read(&input).unwrap());
+
+    // Another model, a cut file, gray data for a Bernoulli model: one line
+    // naming the problem, exit 1, and no output file.
+    std::fs::remove_file(&back).unwrap();
+    let (code, _, stderr) = run_any(&[
+        "decompress",
+        "--checkpoint",
+        &path(&other),
+        &path(&packed),
+        &path(&back),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("in.dgnz") && stderr.contains("not with this checkpoint"),
+        "{stderr}"
+    );
+    let bytes = std::fs::read(&packed).unwrap();
+    std::fs::write(&packed, &bytes[..bytes.len() - 3]).unwrap();
+    let (code, _, stderr) = run_any(&[
+        "decompress",
+        "--checkpoint",
+        &path(&model),
+        &path(&packed),
+        &path(&back),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("corrupted") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(!back.exists());
+    let mut gray = binary_idx(2);
+    gray[100] = 77;
+    std::fs::write(&input, gray).unwrap();
+    let (code, _, stderr) = run_any(&[
+        "compress",
+        "--checkpoint",
+        &path(&model),
+        &path(&input),
+        &path(&packed),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("in.idx") && stderr.contains("binary"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
