@@ -58,26 +58,17 @@ impl Buckets {
     /// The mass N(mu, sigma^2) puts on each bucket, into `out`.
     pub fn posterior(&self, mu: f64, sigma: f64, out: &mut Vec<f64>) {
         let q = Gaussian::new(mu, sigma);
-        // Upper tail masses from the survival function, so that buckets far
-        // above the mean keep their (tiny) relative precision.
-        let cdf = |x: f64| {
-            if x == f64::NEG_INFINITY {
-                0.0
-            } else if x == f64::INFINITY {
-                1.0
-            } else {
-                q.distribution(x)
-            }
+        let cdf = |x: f64| match x {
+            f64::NEG_INFINITY => 0.0,
+            f64::INFINITY => 1.0,
+            x => q.distribution(x),
         };
         out.clear();
-        out.extend(self.edges.windows(2).map(|e| {
-            if e[0] >= mu {
-                (1.0 - cdf(e[0])) - (1.0 - cdf(e[1]))
-            } else {
-                cdf(e[1]) - cdf(e[0])
-            }
-            .max(0.0)
-        }));
+        out.extend(
+            self.edges
+                .windows(2)
+                .map(|e| (cdf(e[1]) - cdf(e[0])).max(0.0)),
+        );
     }
 }
 

@@ -69,9 +69,7 @@ impl Container {
     pub fn data_matches(&self, hash: &[u8; 32]) -> bool {
         self.data_hash[..DATA_ID] == hash[..DATA_ID]
     }
-}
 
-impl Container {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let rank = u8::try_from(self.dims.len())
             .map_err(|_| Error::Invalid(format!("{} dimensions", self.dims.len())))?;

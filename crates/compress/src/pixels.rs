@@ -124,8 +124,10 @@ impl Pixels {
                     .into_par_iter()
                     .map(|p| {
                         let (mut probs, mut one) = ([0.0f64; 256], [0.0f64; 256]);
-                        let mut weights = vec![0.0f64; components];
-                        softmax((0..components).map(|k| at(0, k, p) as f64), &mut weights);
+                        // At most 32 components (the VAE refuses more).
+                        let mut weights = [0.0f64; 32];
+                        let weights = &mut weights[..components];
+                        softmax((0..components).map(|k| at(0, k, p) as f64), weights);
                         for (k, w) in weights.iter().enumerate() {
                             logistic_levels(at(1, k, p), at(2, k, p), &mut one);
                             probs.iter_mut().zip(&one).for_each(|(a, b)| *a += w * b);

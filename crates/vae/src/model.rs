@@ -295,10 +295,8 @@ impl<T: Element> Vae<T> {
         let mut parts = vec![shape[0], components];
         parts.extend(&self.config.image_shape);
         let part = |i: usize| -> Result<Var<T>> {
-            Ok(decoded
-                .narrow(1, i * block, block)?
-                .contiguous()
-                .reshape(&parts)?)
+            // Splitting axis 1 into [k, c] is a view of the narrowed block.
+            Ok(decoded.narrow(1, i * block, block)?.reshape(&parts)?)
         };
         Ok([part(0)?, part(1)?, part(2)?])
     }
