@@ -311,6 +311,17 @@ pub fn all() -> Vec<Case> {
             },
         ),
         Case::new(
+            "loss.logistic_bin_nll",
+            |rng| {
+                vec![
+                    uniform(&[3, 4], -3.0, 3.0, rng),
+                    normal(&[4], rng),
+                    uniform(&[4], -1.5, 1.0, rng),
+                ]
+            },
+            |x| ag(loss::logistic_bin_nll(&x[0], &x[1], &x[2], Reduction::Sum)),
+        ),
+        Case::new(
             "loss.cross_entropy (mean)",
             |rng| vec![normal(&[4, 5], rng)],
             |x| ag(loss::cross_entropy(&x[0], &[1, 4, 0, 1], Reduction::Mean)),

@@ -316,6 +316,35 @@ pub fn discretized_logistic_mixture_nll<T: Element>(
     reduction.apply(log_p.neg())
 }
 
+/// -log of the mass a logistic with `loc` and `log_scale` puts on the unit
+/// bin [y - 1/2, y + 1/2]: the rate of a quantised latent under a learned
+/// factorised prior, the prior's density convolved with the uniform
+/// quantisation noise (Ballé et al., "End-to-end Optimized Image
+/// Compression", ICLR 2017). `loc` and `log_scale` broadcast to `y`'s shape
+/// (one prior per latent dimension, shared by the batch); `log_scale` is
+/// clamped to [`LOGISTIC_LOG_SCALE_RANGE`]. The bin's mass is computed in
+/// logs as in [`discretized_logistic_nll`], with no end bins.
+pub fn logistic_bin_nll<T: Element>(
+    y: &Var<T>,
+    loc: &Var<T>,
+    log_scale: &Var<T>,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    let shape = y.shape();
+    let (loc, log_scale) = (loc.broadcast_to(&shape)?, log_scale.broadcast_to(&shape)?);
+    let (lo, hi) = LOGISTIC_LOG_SCALE_RANGE;
+    let log_scale = log_scale
+        .maximum(&Var::scalar(T::of(lo)))?
+        .minimum(&Var::scalar(T::of(hi)))?;
+    let inv_scale = log_scale.neg().exp();
+    let centred = y.sub(&loc)?;
+    let a = centred.add_scalar(T::of(0.5)).mul(&inv_scale)?;
+    let b = centred.add_scalar(T::of(-0.5)).mul(&inv_scale)?;
+    let width = inv_scale.neg().exp().one_minus().log();
+    let log_p = a.log_sigmoid().add(&b.neg().log_sigmoid())?.add(&width)?;
+    reduction.apply(log_p.neg())
+}
+
 /// KL(N(mu, exp(logvar)) || N(0, I)) per element: -0.5 (1 + logvar - mu^2 - exp(logvar)).
 /// `Reduction::Sum` gives the usual VAE term (Kingma & Welling, appendix B).
 pub fn kl_normal_std<T: Element>(

@@ -531,6 +531,12 @@ fn losses_match_pytorch_values_and_gradients() {
             }),
         ),
         (
+            "logistic_bin",
+            Box::new(|_, m, r| {
+                loss::logistic_bin_nll(&i(m, "y"), &i(m, "loc"), &i(m, "log_scale"), r)
+            }),
+        ),
+        (
             "logistic_mixture",
             Box::new(|_, m, r| {
                 loss::discretized_logistic_mixture_nll(
