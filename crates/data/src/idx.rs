@@ -42,6 +42,16 @@ pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
+/// The IDX header of unsigned bytes with `dims` (canonical, so a parsed
+/// file's header is rebuilt byte for byte); the bytes follow it.
+pub fn header(dims: &[usize]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0x08, dims.len() as u8];
+    for &d in dims {
+        out.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    out
+}
+
 /// Parses IDX bytes; `path` names the source in errors.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Idx> {
     if bytes.len() < 4 {

@@ -4,7 +4,7 @@
 
 use deepgen_autograd::Var;
 use deepgen_optim::{
-    Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    AdamConfig, AdamWConfig, GroupedOptimizer, Optimizer, RmsPropConfig, SgdConfig, UpdateRule,
 };
 
 use crate::Result;
@@ -60,46 +60,62 @@ impl OptimizerConfig {
     /// The optimizer over `params` with learning rate `lr` (options checked
     /// as PyTorch's constructors check them).
     pub fn build(&self, params: Vec<Var<f32>>, lr: f64) -> Result<Box<dyn Optimizer<f32> + Send>> {
+        self.build_groups(vec![(params, lr)])
+    }
+
+    /// The optimizer over parameter groups, each with its learning rate
+    /// and these options (PyTorch's `param_groups`; a scheduler scales each
+    /// group's rate from its own start).
+    pub fn build_groups(
+        &self,
+        groups: Vec<(Vec<Var<f32>>, f64)>,
+    ) -> Result<Box<dyn Optimizer<f32> + Send>> {
         let (betas, momentum, weight_decay) = (self.betas, self.momentum, self.weight_decay);
         Ok(match self.kind {
-            OptimizerKind::Adam => Box::new(Adam::new(
-                params,
-                AdamConfig {
-                    lr,
-                    betas,
-                    weight_decay,
-                    ..Default::default()
-                },
-            )?),
-            OptimizerKind::AdamW => Box::new(AdamW::new(
-                params,
-                AdamWConfig {
-                    lr,
-                    betas,
-                    weight_decay,
-                    ..Default::default()
-                },
-            )?),
-            OptimizerKind::Sgd => Box::new(Sgd::new(
-                params,
-                SgdConfig {
-                    lr,
-                    momentum,
-                    weight_decay,
-                    ..Default::default()
-                },
-            )?),
-            OptimizerKind::RmsProp => Box::new(RmsProp::new(
-                params,
-                RmsPropConfig {
-                    lr,
-                    momentum,
-                    weight_decay,
-                    ..Default::default()
-                },
-            )?),
+            OptimizerKind::Adam => grouped(groups, |lr| AdamConfig {
+                lr,
+                betas,
+                weight_decay,
+                ..Default::default()
+            })?,
+            OptimizerKind::AdamW => grouped(groups, |lr| AdamWConfig {
+                lr,
+                betas,
+                weight_decay,
+                ..Default::default()
+            })?,
+            OptimizerKind::Sgd => grouped(groups, |lr| SgdConfig {
+                lr,
+                momentum,
+                weight_decay,
+                ..Default::default()
+            })?,
+            OptimizerKind::RmsProp => grouped(groups, |lr| RmsPropConfig {
+                lr,
+                momentum,
+                weight_decay,
+                ..Default::default()
+            })?,
         })
     }
+}
+
+/// One optimizer of groups whose options differ only in the rate.
+fn grouped<C>(
+    groups: Vec<(Vec<Var<f32>>, f64)>,
+    config: impl Fn(f64) -> C,
+) -> Result<Box<dyn Optimizer<f32> + Send>>
+where
+    C: UpdateRule<f32>,
+    GroupedOptimizer<f32, C>: Optimizer<f32> + Send,
+{
+    let mut groups = groups.into_iter();
+    let (params, lr) = groups.next().unwrap_or_default();
+    let mut opt = GroupedOptimizer::new(params, config(lr))?;
+    for (params, lr) in groups {
+        opt.add_param_group(params, config(lr))?;
+    }
+    Ok(Box::new(opt))
 }
 
 #[cfg(test)]

@@ -37,22 +37,8 @@ impl<T: Element> ConvVae<T> {
         outputs_per_pixel: usize,
         rng: &mut R,
     ) -> Result<Self> {
-        let &[c, h, w] = image_shape else {
-            return Err(Error::Invalid {
-                op: "conv vae",
-                msg: format!("needs [channels, height, width] images, got {image_shape:?}"),
-            });
-        };
+        let (c, h, w) = check_stages("conv vae", image_shape, widths)?;
         let scale = 1usize << widths.len();
-        if widths.is_empty() || h % scale != 0 || w % scale != 0 || widths.contains(&0) {
-            return Err(Error::Invalid {
-                op: "conv vae",
-                msg: format!(
-                    "{h}x{w} images need sides divisible by 2^{} for widths {widths:?}",
-                    widths.len()
-                ),
-            });
-        }
         let down = Conv2dConfig {
             stride: 2,
             padding: 1,
@@ -102,6 +88,32 @@ impl<T: Element> ConvVae<T> {
             decoder,
         })
     }
+}
+
+/// (channels, height, width) of `image_shape` when every stride-2 stage
+/// of `widths` halves it exactly.
+pub(crate) fn check_stages(
+    op: &'static str,
+    image_shape: &[usize],
+    widths: &[usize],
+) -> Result<(usize, usize, usize)> {
+    let &[c, h, w] = image_shape else {
+        return Err(Error::Invalid {
+            op,
+            msg: format!("needs [channels, height, width] images, got {image_shape:?}"),
+        });
+    };
+    let scale = 1usize.checked_shl(widths.len() as u32).unwrap_or(0);
+    if widths.is_empty() || scale == 0 || h % scale != 0 || w % scale != 0 || widths.contains(&0) {
+        return Err(Error::Invalid {
+            op,
+            msg: format!(
+                "{h}x{w} images need sides divisible by 2^{} for widths {widths:?}",
+                widths.len()
+            ),
+        });
+    }
+    Ok((c, h, w))
 }
 
 impl<T: Element> VaeNet<T> for ConvVae<T> {

@@ -13,12 +13,10 @@ use rand::Rng;
 
 use crate::{Error, Result, Vae};
 
-/// `n` images decoded from z ~ N(0, I): pixel means [n, image..].
+/// `n` images decoded from the prior (N(0, I), or a codec's learned
+/// prior): pixel means [n, image..].
 pub fn sample<R: Rng + ?Sized>(model: &Vae, n: usize, rng: &mut R) -> Result<Tensor> {
-    decode_means(
-        model,
-        Tensor::randn(&[n, model.latent_dim()], 0.0, 1.0, rng),
-    )
+    decode_means(model, model.prior_sample(n, rng))
 }
 
 /// Pixel means decoded from latent points z [n, latent].
@@ -178,16 +176,8 @@ pub fn write_images(path: &Path, images: &Tensor, nrow: usize) -> Result<()> {
                     ),
                 });
             };
-            let mut bytes = vec![0, 0, 8, 3];
-            for d in [n, h, w] {
-                bytes.extend((d as u32).to_be_bytes());
-            }
-            bytes.extend(
-                images
-                    .to_vec()
-                    .iter()
-                    .map(|v| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8),
-            );
+            let mut bytes = deepgen_data::idx::header(&[n, h, w]);
+            bytes.extend(images.to_vec().iter().map(|&v| crate::codec::level(v)));
             let mut f = std::fs::File::create(path).map_err(|source| deepgen_data::Error::Io {
                 path: path.to_path_buf(),
                 source,

@@ -10,8 +10,13 @@
 //! of Burda et al. (arXiv 1509.00519). [`trainer`] runs epochs with
 //! held-out evaluation, metrics, image grids and checkpoints.
 //!
+//! An [`Arch::Codec`] model is a lossy image codec ([`codec`]): a VAE
+//! whose latent is rounded and whose prior is learned, trained for rate
+//! and distortion together; `deepgen-compress` entropy codes its latents.
+//!
 //! [`generate`] samples, reconstructs, interpolates, encodes and writes images.
 
+pub mod codec;
 mod conv;
 mod error;
 pub mod generate;
@@ -20,8 +25,9 @@ mod model;
 mod objective;
 pub mod trainer;
 
+pub use codec::CodecNet;
 pub use conv::ConvVae;
 pub use error::{Error, Result};
 pub use mlp::MlpVae;
 pub use model::{Arch, Likelihood, Vae, VaeConfig, VaeNet, CONFIG_KEY};
-pub use objective::{elbo, iwae_bound, Elbo};
+pub use objective::{codec_rate_distortion, elbo, iwae_bound, Elbo, RateDistortion};

@@ -15,7 +15,8 @@ use deepgen_nn::checkpoint;
 use deepgen_nn::module::visit_child;
 use deepgen_nn::{Forward, Module, ModuleField, Slot};
 
-use crate::{ConvVae, Error, MlpVae, Result};
+use crate::codec::LATENT_BOUND;
+use crate::{CodecNet, ConvVae, Error, MlpVae, Result};
 
 /// Key of the model description in a checkpoint's safetensors metadata.
 pub const CONFIG_KEY: &str = "deepgen.vae";
@@ -67,6 +68,10 @@ pub enum Arch {
     Mlp,
     /// Strided convolutions down, transposed convolutions up.
     Conv,
+    /// The lossy codec ([`CodecNet`]): a convolutional latent grid rounded
+    /// to integers, coded under a learned factorised prior; `latent` counts
+    /// the grid's channels, `hidden` is unused.
+    Codec,
 }
 
 /// The decoder's distribution over pixels.
@@ -145,6 +150,18 @@ impl Default for VaeConfig {
 }
 
 impl VaeConfig {
+    /// Latent values per image: `latent`, or for a codec its grid's
+    /// channels x rows x columns.
+    pub fn latent_dim(&self) -> usize {
+        match (self.arch, &self.image_shape[..]) {
+            (Arch::Codec, &[_, h, w]) => {
+                let scale = 1 << self.widths.len().min(31);
+                self.latent * (h / scale) * (w / scale)
+            }
+            _ => self.latent,
+        }
+    }
+
     /// The convolutional VAE for `image_shape` (28x28 gray, 32x32 RGB, ...).
     pub fn conv(image_shape: &[usize], latent: usize) -> Self {
         VaeConfig {
@@ -158,7 +175,10 @@ impl VaeConfig {
 }
 
 /// A VAE: network, likelihood and (for [`Likelihood::GaussianLearned`])
-/// the decoder's log-variance, a parameter named `decoder_log_var` of shape `[1]`.
+/// the decoder's log-variance, a parameter named `decoder_log_var` of shape
+/// `[1]`. A codec ([`Arch::Codec`]) has a learned prior instead of N(0, I):
+/// a logistic per latent value with location `prior_loc` and log-scale
+/// `prior_log_scale`, each `[latent_dim]`.
 ///
 /// ```
 /// use deepgen_autograd::{Tensor, Var};
@@ -192,6 +212,8 @@ pub struct Vae<T: Element = f32> {
     #[module(skip)]
     pub config: VaeConfig,
     pub decoder_log_var: Option<Var<T>>,
+    pub prior_loc: Option<Var<T>>,
+    pub prior_log_scale: Option<Var<T>>,
 }
 
 impl<T: Element> Vae<T> {
@@ -216,7 +238,14 @@ impl<T: Element> Vae<T> {
                 outputs,
                 &mut rng,
             )?),
+            Arch::Codec => Box::new(CodecNet::new(shape, &config.widths, z, outputs, &mut rng)?),
         };
+        let prior = |value: f32| {
+            let dims = [config.latent_dim()];
+            (config.arch == Arch::Codec)
+                .then(|| Var::parameter(Tensor::full(&dims, T::of(value as f64))))
+        };
+        let (prior_loc, prior_log_scale) = (prior(0.0), prior(0.0));
         let decoder_log_var = match config.likelihood {
             Likelihood::GaussianLearned => Some(Var::parameter(Tensor::zeros(&[1]))),
             Likelihood::LogisticMixture { components } if !(1..=32).contains(&components) => {
@@ -237,11 +266,85 @@ impl<T: Element> Vae<T> {
             net,
             config,
             decoder_log_var,
+            prior_loc,
+            prior_log_scale,
         })
     }
 
     pub fn latent_dim(&self) -> usize {
-        self.config.latent
+        self.config.latent_dim()
+    }
+
+    /// Whether this is a lossy codec: a rounded latent under a learned prior.
+    pub fn is_codec(&self) -> bool {
+        self.config.arch == Arch::Codec
+    }
+
+    /// The codec's learned prior (location, log-scale), each [latent_dim].
+    pub fn prior(&self) -> Option<(&Var<T>, &Var<T>)> {
+        self.prior_loc.as_ref().zip(self.prior_log_scale.as_ref())
+    }
+
+    /// Posterior noise for `n` images, [n, latent_dim]: N(0, 1) for the
+    /// reparameterisation z = mu + sigma eps, or for a codec U(-1/2, 1/2),
+    /// the training stand-in for rounding.
+    pub fn noise<R: rand::Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Tensor<T> {
+        let shape = [n, self.latent_dim()];
+        if self.is_codec() {
+            Tensor::rand_uniform(&shape, T::of(-0.5), T::of(0.5), rng)
+        } else {
+            Tensor::randn(&shape, T::zero(), T::one(), rng)
+        }
+    }
+
+    /// `n` latent points from the prior, [n, latent_dim]: N(0, I), or a
+    /// codec's logistics sampled by their inverse cdf and quantised.
+    pub fn prior_sample<R: rand::Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Tensor<T> {
+        let Some((loc, log_scale)) = self.prior() else {
+            return Tensor::randn(&[n, self.latent_dim()], T::zero(), T::one(), rng);
+        };
+        let (loc, log_scale) = (loc.value().to_vec(), log_scale.value().to_vec());
+        let u: Tensor<f64> = Tensor::rand_uniform(&[n, loc.len()], 1e-12, 1.0 - 1e-12, rng);
+        let values = u.to_vec().into_iter().enumerate().map(|(i, u)| {
+            let d = i % loc.len();
+            let s = log_scale[d].as_f64().exp();
+            T::of(loc[d].as_f64() + s * (u / (1.0 - u)).ln())
+        });
+        let y = Tensor::from_vec(values.collect(), &[n, loc.len()]).expect("n x latent values");
+        Self::quantise(&y)
+    }
+
+    /// A codec's latent as coded: each value rounded to the nearest
+    /// integer and clamped to [-LATENT_BOUND, LATENT_BOUND].
+    pub fn quantise(y: &Tensor<T>) -> Tensor<T> {
+        let bound = LATENT_BOUND as f64;
+        let values = y
+            .to_vec()
+            .into_iter()
+            .map(|v| T::of(v.as_f64().round().clamp(-bound, bound)));
+        Tensor::from_vec(values.collect(), y.shape()).expect("same shape")
+    }
+
+    /// The latent point an image is reconstructed from: the posterior
+    /// mean, rounded for a codec. [n, image..] -> [n, latent_dim].
+    pub fn latent_point(&self, x: &Var<T>) -> Result<Var<T>> {
+        let (mu, _) = self.encode(x)?;
+        Ok(if self.is_codec() {
+            Var::constant(Self::quantise(&mu.value()))
+        } else {
+            mu
+        })
+    }
+
+    /// The rate of latent values `z` [n, latent_dim] under a codec's
+    /// learned prior: -log of each unit bin's mass, in nats, summed.
+    pub fn rate(&self, z: &Var<T>) -> Result<Var<T>> {
+        use deepgen_nn::loss::{logistic_bin_nll, Reduction};
+        let (loc, log_scale) = self.prior().ok_or_else(|| Error::Invalid {
+            op: "vae",
+            msg: "only a codec has a learned prior to measure a rate under".into(),
+        })?;
+        Ok(logistic_bin_nll(z, loc, log_scale, Reduction::Sum)?)
     }
 
     pub fn image_shape(&self) -> &[usize] {
@@ -371,9 +474,15 @@ impl<T: Element> Vae<T> {
 }
 
 impl<T: Element> Forward<T> for Vae<T> {
-    /// The pixel means of the reconstruction through the posterior mean.
+    /// The pixel means of the reconstruction through the posterior mean
+    /// (rounded, for a codec: what decompression gives).
     fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
-        Ok(self.mean(&self.net.forward(x)?))
+        let as_nn = |e: Error| deepgen_nn::Error::Invalid {
+            op: "vae",
+            msg: e.to_string(),
+        };
+        let z = self.latent_point(x).map_err(as_nn)?;
+        Ok(self.mean(&self.decode(&z).map_err(as_nn)?))
     }
 }
 

@@ -4,6 +4,7 @@ use deepgen_autograd::{no_grad, Element, Tensor, Var};
 use deepgen_nn::loss::{kl_normal_std, Reduction};
 use rand::Rng;
 
+use crate::codec::level;
 use crate::{Result, Vae};
 
 /// The negative ELBO of a batch, per example: `loss = reconstruction + beta * kl`.
@@ -12,23 +13,34 @@ pub struct Elbo<T: Element> {
     pub loss: Var<T>,
     /// -E_q[log p(x|z)] per example (nats), one sample.
     pub reconstruction: f64,
-    /// KL(q(z|x) || N(0, I)) per example (nats).
+    /// KL(q(z|x) || N(0, I)) per example (nats); for a codec, the rate
+    /// -log p(y + u) of the noisy latent under the learned prior (the KL
+    /// from its unit-width uniform posterior, whose entropy is zero).
     pub kl: f64,
 }
 
 /// The negative ELBO of images `x` (values in [0, 1] for a Bernoulli
-/// decoder) with reparameterisation noise `eps` [n, latent]:
-/// z = mu + exp(logvar / 2) eps.
+/// decoder) with posterior noise `eps` [n, latent] (from [`Vae::noise`]):
+/// z = mu + exp(logvar / 2) eps, or for a codec z = y + eps with eps
+/// uniform, whose KL term is the rate (Ballé et al.'s rate + lambda
+/// distortion, with lambda in the decoder's std).
 pub fn elbo<T: Element>(model: &Vae<T>, x: &Var<T>, eps: &Var<T>, beta: f64) -> Result<Elbo<T>> {
     let n = x.shape()[0] as f64;
     let (mu, logvar) = model.encode(x)?;
-    let z = mu.add(&logvar.mul_scalar(T::of(0.5)).exp().mul(eps)?)?;
+    let (z, kl) = if model.is_codec() {
+        let z = mu.add(eps)?;
+        let rate = model.rate(&z)?;
+        (z, rate)
+    } else {
+        let z = mu.add(&logvar.mul_scalar(T::of(0.5)).exp().mul(eps)?)?;
+        (z, kl_normal_std(&mu, &logvar, Reduction::Sum)?)
+    };
     let decoded = model.decode(&z)?;
     let rec = model
         .pixel_nll(&decoded, x)?
         .sum(&[], false)?
         .mul_scalar(T::of(1.0 / n));
-    let kl = kl_normal_std(&mu, &logvar, Reduction::Sum)?.mul_scalar(T::of(1.0 / n));
+    let kl = kl.mul_scalar(T::of(1.0 / n));
     let (reconstruction, kl_value) = (rec.item()?.as_f64(), kl.item()?.as_f64());
     let loss = rec.add(&kl.mul_scalar(T::of(beta)))?;
     Ok(Elbo {
@@ -48,6 +60,12 @@ pub fn iwae_bound<T: Element, R: Rng + ?Sized>(
     k: usize,
     rng: &mut R,
 ) -> Result<Vec<f64>> {
+    if model.is_codec() {
+        return Err(crate::Error::Invalid {
+            op: "iwae_bound",
+            msg: "a codec has no likelihood bound to tighten: see codec_rate_distortion".into(),
+        });
+    }
     no_grad(|| {
         let n = x.shape()[0];
         let latent = model.latent_dim();
@@ -115,5 +133,45 @@ pub fn iwae_bound<T: Element, R: Rng + ?Sized>(
             .zip(&s)
             .map(|(m, s)| -(m + s.ln() - (k as f64).ln()))
             .collect())
+    })
+}
+
+/// What a codec does to some images, each coded alone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateDistortion {
+    /// Bits of the rounded latents under the learned prior, per image (what
+    /// an entropy coder approaches; the coded file adds a header and the
+    /// coder's few bits of slack).
+    pub bits_per_image: f64,
+    /// Mean squared error of the 8-bit reconstructions, in levels^2 / 255^2.
+    pub mse: f64,
+    /// 10 log10(1 / mse), from the mean squared error of the whole set.
+    pub psnr: f64,
+}
+
+/// The rate and distortion of a codec on images `x` [n, image..] in [0, 1]
+/// (8-bit levels): latents rounded as when coding, reconstructions rounded
+/// to 8-bit as when decompressing.
+pub fn codec_rate_distortion(model: &Vae, x: &Tensor) -> Result<RateDistortion> {
+    no_grad(|| {
+        let n = x.shape()[0];
+        let z = model.latent_point(&Var::constant(x.clone()))?;
+        let bits = model.rate(&z)?.item()? as f64 / std::f64::consts::LN_2;
+        let recon = model.mean(&model.decode(&z)?).value().to_vec();
+        let original = x.contiguous().to_vec();
+        let se: f64 = recon
+            .iter()
+            .zip(&original)
+            .map(|(&r, &o)| {
+                let d = level(r) as f64 - level(o) as f64;
+                d * d
+            })
+            .sum();
+        let mse = se / (original.len().max(1) as f64 * 255.0 * 255.0);
+        Ok(RateDistortion {
+            bits_per_image: bits / n.max(1) as f64,
+            mse,
+            psnr: 10.0 * (1.0 / mse).log10(),
+        })
     })
 }

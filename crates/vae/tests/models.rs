@@ -281,3 +281,137 @@ fn the_manifold_covers_a_two_dimensional_latent() {
     let wide: Vae = Vae::new(VaeConfig::default(), 0).unwrap();
     assert!(generate::manifold(&wide, 5).is_err());
 }
+
+/// The first `n` images of `data` in [0, 1], [n, 1, 28, 28].
+fn first_images(data: &dyn Dataset, n: usize) -> Tensor {
+    let mut values = vec![0.0; n * 784];
+    let all: Vec<usize> = (0..n).collect();
+    data.gather(&all, deepgen_data::Scale::ZeroOne, &mut values)
+        .unwrap();
+    Tensor::from_vec(values, &[n, 1, 28, 28]).unwrap()
+}
+
+fn codec(quality: u8) -> Vae {
+    let config = VaeConfig {
+        arch: Arch::Codec,
+        image_shape: vec![1, 28, 28],
+        latent: 4,
+        widths: vec![16, 16],
+        likelihood: Likelihood::Gaussian {
+            std: deepgen_vae::codec::quality_std(quality).unwrap(),
+        },
+        ..Default::default()
+    };
+    Vae::new(config, 2).unwrap()
+}
+
+#[test]
+fn a_codecs_latent_is_a_grid_rounded_to_integers() {
+    let model = codec(4);
+    // 4 channels of 7x7 for 28x28 images.
+    assert_eq!(model.latent_dim(), 4 * 7 * 7);
+    let names: Vec<String> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        names.contains(&"prior_loc".to_string()) && names.contains(&"prior_log_scale".to_string())
+    );
+    let (train_set, _) = digits(12);
+    let x = first_images(train_set.as_ref(), 6);
+    let z = no_grad(|| model.latent_point(&Var::constant(x.clone()))).unwrap();
+    assert_eq!(z.shape(), [6, 196]);
+    assert!(z.value().to_vec().iter().all(|v| v.fract() == 0.0));
+    // Reconstructing decodes the rounded latent: the same as decoding it.
+    let recon = generate::reconstruct(&model, &x).unwrap();
+    let decoded = no_grad(|| model.mean(&model.decode(&z).unwrap())).value();
+    assert_eq!(recon.to_vec(), decoded.to_vec());
+    // Samples come from the learned prior, quantised.
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let s = model.prior_sample(5, &mut rng);
+    assert!(s
+        .to_vec()
+        .iter()
+        .all(|v| v.fract() == 0.0 && v.abs() < 30.0));
+    assert_eq!(
+        generate::sample(&model, 5, &mut rng).unwrap().shape(),
+        [5, 1, 28, 28]
+    );
+}
+
+#[test]
+fn a_codecs_kl_term_is_the_rate_and_trains_the_prior() {
+    let model = codec(4);
+    let (train_set, _) = digits(12);
+    let x = first_images(train_set.as_ref(), 8);
+    let x = Var::constant(x);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let noise = model.noise(8, &mut rng);
+    let v = noise.to_vec();
+    assert!(
+        v.iter().all(|e| (-0.5..0.5).contains(e)),
+        "uniform noise in [-1/2, 1/2)"
+    );
+    let out = elbo(&model, &x, &Var::constant(noise.clone()), 1.0).unwrap();
+    // The KL term is -log p(y + u) under the prior, per image.
+    let (y, _) = model.encode(&x).unwrap();
+    let rate = model.rate(&y.add(&Var::constant(noise)).unwrap()).unwrap();
+    let per_image = rate.item().unwrap() as f64 / 8.0;
+    assert!(
+        (out.kl - per_image).abs() < 1e-3 * per_image,
+        "{} vs {per_image}",
+        out.kl
+    );
+    assert!(out.kl > 0.0);
+    out.loss.backward().unwrap();
+    for p in [&model.prior_loc, &model.prior_log_scale] {
+        let g = p
+            .as_ref()
+            .unwrap()
+            .grad()
+            .expect("the prior gets a gradient");
+        assert!(g.to_vec().iter().any(|&v| v != 0.0));
+    }
+    // A codec has no likelihood bound; a plain VAE has no learned prior.
+    assert!(deepgen_vae::iwae_bound(&model, &x.value(), 2, &mut rng).is_err());
+    let vae: Vae = Vae::new(VaeConfig::default(), 0).unwrap();
+    assert!(vae.rate(&Var::constant(Tensor::zeros(&[1, 20]))).is_err());
+}
+
+#[test]
+fn the_quality_trades_rate_for_distortion() {
+    // CompressAI's lambdas as decoder stds: std^2 = 1 / (2 lambda 255^2 ln 2).
+    let std = |q| deepgen_vae::codec::quality_std(q).unwrap();
+    assert!((std(4) - 0.029_21).abs() < 1e-4, "{}", std(4));
+    assert!((1..8).all(|q| std(q + 1) < std(q)));
+    assert!(
+        deepgen_vae::codec::quality_std(0).is_err() && deepgen_vae::codec::quality_std(9).is_err()
+    );
+    // Trained briefly at two qualities, the better one spends more bits
+    // and reconstructs better.
+    let (train_set, held) = digits(600);
+    let held_x = first_images(held.as_ref(), held.len());
+    let mut points = Vec::new();
+    for q in [1, 8] {
+        let model = codec(q);
+        let cfg = TrainConfig {
+            run: RunConfig {
+                epochs: 3,
+                out_dir: out_dir(&format!("codec-{q}")),
+                progress: false,
+                images: false,
+                ..TrainConfig::default().run
+            },
+            batch_size: 32,
+            ..Default::default()
+        };
+        train(&model, train_set.clone(), None, &cfg, |_| {}).unwrap();
+        points.push(deepgen_vae::codec_rate_distortion(&model, &held_x).unwrap());
+    }
+    let (low, high) = (points[0], points[1]);
+    assert!(
+        high.bits_per_image > low.bits_per_image && high.psnr > low.psnr,
+        "quality 1: {low:?}; quality 8: {high:?}"
+    );
+}
