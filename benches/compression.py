@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Lossless compression of MNIST's held-out images: deepgen's bits-back coder
-beside the model's negative ELBO and the standard codecs, in one run, on the
-same images.
+"""Compression of MNIST's held-out images: deepgen's lossless bits-back coder
+beside the model's negative ELBO and the standard lossless codecs, and
+deepgen's lossy codec beside JPEG and WebP, in one run, on the same images.
 
     python3 benches/compression.py --mnist ../shared/data/mnist [--epochs 60]
-        [--out runs/compression] [--skip-train]
+        [--out runs/compression] [--skip-train] [--only lossless|lossy]
+        [--qualities 1,2,4,6,8] [--codec-epochs 25]
 
 Takes MNIST's test split (t10k-images-idx3-ubyte.gz), trains two VAEs with
 `deepgen train vae` on images 0..8999 — pytorch/examples' MLP VAE with a
@@ -23,9 +24,19 @@ reports bits per dimension (bits per pixel) of:
 - PNG (optimised; 1-bit for binary images) and lossless WebP (method 6),
   per image and as one grid of 40 x 25 images.
 
+Lossy: one codec per --qualities (`deepgen train vae --arch codec
+--quality Q`, the same split, batch 16, cosine learning rate), each
+compressing the 8-bit held-out images as one file and as one file per
+image (1000 runs of `deepgen compress`, 54-byte header each); bits per
+pixel against PSNR (from the mean squared error over all 784,000 pixels of
+the decompressed images), beside JPEG (libjpeg via Pillow, 4:4:4 gray,
+optimised Huffman tables) and lossy WebP (method 6) at several qualities,
+each as one 40 x 25 grid of the images and as one file per image, headers
+counted on every side. Writes rd.png (matplotlib).
+
 Compression and decompression speed (images per second) is measured on 1
 and 2 threads. Needs Pillow with WebP; writes results.json and results.md
-in --out.
+(lossy: results-lossy.json, results-lossy.md) in --out.
 """
 
 import argparse
@@ -145,17 +156,142 @@ def deepgen_codec(checkpoint, idx_path, out):
     return packed.stat().st_size, speed
 
 
+def psnr(a, b):
+    """PSNR in dB of 8-bit images b against a, from the MSE over all pixels."""
+    se = sum((x - y) ** 2 for x, y in zip(a, b))
+    return 10 * math.log10(255 ** 2 * len(a) / se) if se else float("inf")
+
+
+def pillow_lossy(image, fmt, quality, width=28):
+    """(size, decoded bytes) of an 8-bit gray image through JPEG or WebP."""
+    img = Image.frombytes("L", (width, len(image) // width), image)
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(buf, "JPEG", quality=quality, optimize=True)
+    else:
+        img.save(buf, "WEBP", quality=quality, method=6)
+    data = buf.getvalue()
+    return len(data), Image.open(io.BytesIO(data)).convert("L").tobytes()
+
+
+def standard_lossy(images):
+    """JPEG and WebP at several qualities: bits per pixel and PSNR, as one
+    grid and as one file per image."""
+    tiled, width = grid(images)
+    original = b"".join(images)
+    dims = len(original)
+    out = {}
+    for fmt, qualities in (("JPEG", (5, 10, 20, 30, 50, 70, 90)), ("WebP", (0, 5, 10, 20, 30, 50, 70, 90))):
+        for q in qualities:
+            size, back = pillow_lossy(tiled, fmt, q, width)
+            per = [pillow_lossy(i, fmt, q) for i in images]
+            out[f"{fmt} {q}"] = {
+                "grid": (8 * size / dims, psnr(tiled, back)),
+                "per_file": (8 * sum(s for s, _ in per) / dims, psnr(original, b"".join(b for _, b in per))),
+            }
+    return out
+
+
+def train_codec(q, out, mnist, epochs):
+    train(f"codec-q{q}", out, mnist, epochs,
+          ["--arch", "codec", "--quality", q, "--widths", "64,64", "--latent", "16",
+           "--batch-size", "16", "--lr-schedule", "cosine"])
+
+
+def deepgen_lossy(checkpoint, images, out):
+    """Bits per pixel and PSNR of a codec: the whole set as one file (and
+    its speed), and each image as its own file."""
+    original = b"".join(images)
+    idx_path = out / "heldout-8-bit.idx"
+    idx_path.write_bytes(idx_bytes(images))
+    packed, back = out / "lossy.dgnz", out / "lossy.back.idx"
+    speed = {}
+    for threads in (1, 2):
+        _, t_c = run(["compress", "--checkpoint", checkpoint, idx_path, packed], threads, quiet=True)
+        _, t_d = run(["decompress", "--checkpoint", checkpoint, packed, back], threads, quiet=True)
+        speed[threads] = (len(images) / t_c, len(images) / t_d)
+    decoded = back.read_bytes()[16:]
+    whole = (8 * packed.stat().st_size / len(original), psnr(original, decoded))
+    one, one_packed, one_back = out / "one.idx", out / "one.dgnz", out / "one.back.idx"
+    size, parts = 0, []
+    for image in images:
+        one.write_bytes(idx_bytes([image]))
+        run(["compress", "--checkpoint", checkpoint, one, one_packed], 1, quiet=True)
+        run(["decompress", "--checkpoint", checkpoint, one_packed, one_back], 1, quiet=True)
+        size += one_packed.stat().st_size
+        parts.append(one_back.read_bytes()[16:])
+    per_file = (8 * size / len(original), psnr(original, b"".join(parts)))
+    assert b"".join(parts) == decoded, "an image alone decodes as in the whole set"
+    return {"grid": whole, "per_file": per_file}, speed
+
+
+def lossy(args, images):
+    results, speeds = {}, {}
+    for q in args.qualities.split(","):
+        if not args.skip_train:
+            train_codec(q, args.out, args.mnist, args.codec_epochs)
+        checkpoints = args.out / f"codec-q{q}" / "checkpoints"
+        checkpoint = checkpoints / (checkpoints / "best").read_text().strip() / "model.safetensors"
+        results[f"deepgen {q}"], speeds[q] = deepgen_lossy(checkpoint, images, args.out)
+        print(f"quality {q}: {results[f'deepgen {q}']}")
+    results.update(standard_lossy(images))
+    lines = ["### lossy, 8-bit MNIST, images 9000..9999: bits per pixel and PSNR (dB)", "",
+             "| codec, quality | one grid / one file: bits per pixel | PSNR | one file per image: bits per pixel | PSNR |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, r in results.items():
+        (gb, gp), (fb, fp) = r["grid"], r["per_file"]
+        lines.append(f"| {name} | {gb:.4f} | {gp:.2f} | {fb:.4f} | {fp:.2f} |")
+    lines += ["", "deepgen speed, images/s (compress / decompress): " + "; ".join(
+        f"quality {q}: " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {c:.0f} / {d:.0f}"
+                                     for t, (c, d) in sp.items()) for q, sp in speeds.items()), ""]
+    text = "\n".join(lines)
+    print(text)
+    (args.out / "results-lossy.md").write_text(text + "\n")
+    (args.out / "results-lossy.json").write_text(json.dumps({"codecs": results, "speed": speeds}, indent=2) + "\n")
+    rd_plot(results, args.out / "rd.png")
+
+
+def rd_plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    styles = {"deepgen": ("C3", "o"), "JPEG": ("C0", "s"), "WebP": ("C2", "^")}
+    for ax, key, title in zip(axes, ("grid", "per_file"),
+                              ("all 1000 images in one file (JPEG/WebP: one 40x25 grid)",
+                               "one file per image (headers counted)")):
+        for codec, (color, marker) in styles.items():
+            pts = sorted(r[key] for n, r in results.items() if n.split()[0] == codec)
+            label = "deepgen codec (factorised prior)" if codec == "deepgen" else codec
+            ax.plot([b for b, _ in pts], [p for _, p in pts], color=color, marker=marker, label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("bits per pixel")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("PSNR (dB)")
+    fig.suptitle("8-bit MNIST, held-out images 9000..9999: rate against distortion")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mnist", required=True, help="folder with t10k-images-idx3-ubyte.gz")
     ap.add_argument("--epochs", default="60")
     ap.add_argument("--out", default="runs/compression", type=Path)
     ap.add_argument("--skip-train", action="store_true", help="reuse the models in --out")
+    ap.add_argument("--only", choices=("lossless", "lossy"))
+    ap.add_argument("--qualities", default="1,2,4,6,8")
+    ap.add_argument("--codec-epochs", default="25")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "-p", "deepgen-cli"], cwd=ROOT, check=True)
 
     images = read_idx_images(Path(args.mnist) / "t10k-images-idx3-ubyte.gz")[N_TRAIN:N_ALL]
+    if args.only != "lossless":
+        lossy(args, images)
+    if args.only == "lossy":
+        return
     sets = {
         "binarised": ([binarise(i) for i in images], True, ["--binarize", "--likelihood", "bernoulli"]),
         "8-bit": (images, False, ["--likelihood", "logistic-mixture", "--components", "5",

@@ -951,5 +951,195 @@ fn compress_and_decompress_round_trip_and_refuse_other_models_and_damaged_files(
         stderr.contains("in.idx") && stderr.contains("binary"),
         "{stderr}"
     );
+
+    // A folder of PNGs: back under the same names, pixel for pixel.
+    let (pngs, packed, restored) = (
+        dir.join("pngs"),
+        dir.join("pngs.dgnz"),
+        dir.join("restored"),
+    );
+    std::fs::create_dir_all(&pngs).unwrap();
+    let images = binary_idx(3);
+    for (i, name) in ["b.png", "a.png", "c 2.png"].iter().enumerate() {
+        let px = images[16 + i * 784..16 + (i + 1) * 784].to_vec();
+        image::GrayImage::from_raw(28, 28, px)
+            .unwrap()
+            .save(pngs.join(name))
+            .unwrap();
+    }
+    std::fs::write(pngs.join("notes.txt"), "not an image").unwrap();
+    let (code, stdout, stderr) = run_any(&[
+        "compress",
+        "--checkpoint",
+        &path(&model),
+        &path(&pngs),
+        &path(&packed),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("3 images"), "{stdout}");
+    let (code, _, stderr) = run_any(&[
+        "decompress",
+        "--checkpoint",
+        &path(&model),
+        &path(&packed),
+        &path(&restored),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut names: Vec<String> = std::fs::read_dir(&restored)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.png", "b.png", "c 2.png"]);
+    for name in &names {
+        let (a, b) = (
+            image::open(pngs.join(name)).unwrap(),
+            image::open(restored.join(name)).unwrap(),
+        );
+        assert!(a.to_luma8() == b.to_luma8(), "{name} changed");
+    }
+    // Into a folder that is not empty: refused, nothing written.
+    let (code, _, stderr) = run_any(&[
+        "decompress",
+        "--checkpoint",
+        &path(&model),
+        &path(&packed),
+        &path(&restored),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("restored") && stderr.contains("not empty"),
+        "{stderr}"
+    );
+    // An image of another size is named, not resized.
+    image::GrayImage::new(27, 28)
+        .save(pngs.join("d.png"))
+        .unwrap();
+    let (code, _, stderr) = run_any(&[
+        "compress",
+        "--checkpoint",
+        &path(&model),
+        &path(&pngs),
+        &path(&packed),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("d.png") && stderr.contains("27x28"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_codec_trains_compresses_lossily_samples_and_reconstructs() {
+    let dir = tmp("codec");
+    let out = dir.join("run");
+    let stdout = run_ok(
+        &[
+            "train",
+            "vae",
+            "--arch",
+            "codec",
+            "--quality",
+            "3",
+            "--widths",
+            "8,8",
+            "--latent",
+            "4",
+            "--synthetic-size",
+            "200",
+            "--epochs",
+            "1",
+        ],
+        &out,
+    );
+    assert!(stdout.contains("training a codec"), "{stdout}");
+    let model = out.join("model.safetensors");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (input, packed, back) = (
+        dir.join("in.idx"),
+        dir.join("in.dgnz"),
+        dir.join("back.idx"),
+    );
+    std::fs::write(&input, binary_idx(10)).unwrap();
+    let (code, stdout, stderr) = run_any(&[
+        "compress",
+        "--checkpoint",
+        &path(&model),
+        &path(&input),
+        &path(&packed),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("10 images") && stdout.contains("lossy"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run_any(&[
+        "decompress",
+        "--checkpoint",
+        &path(&model),
+        &path(&packed),
+        &path(&back),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (original, decoded) = (
+        std::fs::read(&input).unwrap(),
+        std::fs::read(&back).unwrap(),
+    );
+    assert_eq!(decoded.len(), original.len());
+    assert_eq!(decoded[..16], original[..16]);
+    // Rate and distortion, measured with rounded latents.
+    let (code, stdout, stderr) = run_any(&[
+        "eval",
+        "vae",
+        "--checkpoint",
+        &path(&model),
+        "--synthetic-size",
+        "200",
+        "--quiet",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("bits per pixel") && stdout.contains("PSNR"),
+        "{stdout}"
+    );
+    for (cmd, file) in [("sample", "s.png"), ("reconstruct", "r.png")] {
+        let p = dir.join(file);
+        let mut args = vec![
+            cmd,
+            "--checkpoint",
+            model.to_str().unwrap(),
+            "--out",
+            p.to_str().unwrap(),
+        ];
+        if cmd == "reconstruct" {
+            args.extend(["--synthetic-size", "200"]);
+        }
+        let (code, _, stderr) = run_any(&args);
+        assert_eq!(code, Some(0), "{cmd}: {stderr}");
+        assert_eq!(&std::fs::read(&p).unwrap()[1..4], b"PNG");
+    }
+    // Flags that contradict a codec, or a quality without one: usage errors.
+    for bad in [
+        &[
+            "train",
+            "vae",
+            "--arch",
+            "codec",
+            "--likelihood",
+            "bernoulli",
+        ][..],
+        &["train", "vae", "--arch", "codec", "--decoder-std", "0.1"],
+        &["train", "vae", "--quality", "3"],
+    ] {
+        let (code, _, stderr) = run_any(bad);
+        assert_eq!(code, Some(2), "{bad:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    let (code, _, stderr) = run_any(&["train", "vae", "--arch", "codec", "--quality", "9"]);
+    assert!(
+        code == Some(2) && stderr.contains("invalid value"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -40,7 +40,7 @@ pub struct Rate {
     pub initial_bits: f64,
 }
 
-fn coding_error(e: impl std::fmt::Debug) -> Error {
+pub(crate) fn coding_error(e: impl std::fmt::Debug) -> Error {
     Error::Corrupt(format!("the entropy coder failed: {e:?}"))
 }
 

@@ -11,12 +11,13 @@
 //! | 4 | magic `DGNZ` |
 //! | 1 | format version (1) |
 //! | 16 | the model: SHA-256 of its checkpoint file, first 16 bytes |
-//! | 1 | pixel coding: 0 binary, 1 levels |
-//! | 1 | the byte of a binary 1 (0 for levels) |
-//! | 1 | latent bucket bits |
+//! | 1 | coding: 0 binary pixels, 1 8-bit levels (both bits-back), 2 a codec's latents (lossy); + 0x80 when file names follow the dimensions |
+//! | 1 | the byte of a binary 1 (0 otherwise) |
+//! | 1 | latent bucket bits (0 for a codec) |
 //! | 1 | rank r of the IDX dimensions |
 //! | 4 r | the IDX dimensions (count, rows, columns, ...) |
-//! | 8 | the data: SHA-256 of the original IDX bytes, first 8 bytes |
+//! | 4 + l | (only with 0x80) the images' file names: length l, then the UTF-8 names, one per image, each ended by a newline |
+//! | 8 | the data: SHA-256 of the original IDX bytes (lossless) or of the coded latents as little-endian i32 (lossy), first 8 bytes |
 //! | 4 | number of ANS words w |
 //! | 4 | header check: SHA-256 of the bytes above, first 4 bytes |
 //! | 4 w | the ANS words |
@@ -24,27 +25,40 @@
 //! The header check catches a damaged header (a count of images that would
 //! make decoding run long) before anything is decoded; the data hash
 //! catches damaged words after. A header is 54 bytes for MNIST's
-//! [n, 28, 28].
+//! [n, 28, 28] (plus the names of a folder's images).
 
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Pixels, Result};
 
+/// How the images are coded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Coding {
+    /// Lossless: bits-back coding of the pixels with latent buckets.
+    BitsBack { pixels: Pixels, bucket_bits: u8 },
+    /// Lossy: a codec's rounded latents under its learned prior.
+    Latents,
+}
+
 const MAGIC: &[u8; 4] = b"DGNZ";
 const VERSION: u8 = 1;
 /// The most pixels a file may hold (2 GiB), checked before decoding.
 const MAX_PIXELS: usize = 1 << 31;
+/// The coding byte's flag for a names block.
+const NAMED: u8 = 0x80;
 
 /// Everything in a compressed file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Container {
     /// SHA-256 of the model's checkpoint (the first 16 bytes are stored).
     pub model_hash: [u8; 32],
-    pub pixels: Pixels,
-    pub bucket_bits: u8,
+    pub coding: Coding,
     /// The IDX file's dimensions: the image count first.
     pub dims: Vec<usize>,
-    /// SHA-256 of the IDX bytes (the first 8 bytes are stored).
+    /// The images' file names (a folder of PNGs), or none (an IDX file).
+    pub names: Vec<String>,
+    /// SHA-256 of the IDX bytes, or of a codec's latents (the first 8
+    /// bytes are stored).
     pub data_hash: [u8; 32],
     pub words: Vec<u32>,
 }
@@ -77,14 +91,33 @@ impl Container {
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         out.extend_from_slice(&self.model_hash[..MODEL_ID]);
-        let (code, one) = match self.pixels {
-            Pixels::Binary { one } => (0, one),
-            Pixels::Levels { .. } => (1, 0),
+        let [code, one, bits] = match self.coding {
+            Coding::BitsBack {
+                pixels,
+                bucket_bits,
+            } => match pixels {
+                Pixels::Binary { one } => [0, one, bucket_bits],
+                Pixels::Levels { .. } => [1, 0, bucket_bits],
+            },
+            Coding::Latents => [2, 0, 0],
         };
-        out.extend_from_slice(&[code, one, self.bucket_bits, rank]);
+        let code = if self.names.is_empty() {
+            code
+        } else {
+            code | NAMED
+        };
+        out.extend_from_slice(&[code, one, bits, rank]);
         for &d in &self.dims {
             let d = u32::try_from(d).map_err(|_| Error::Invalid(format!("dimension {d}")))?;
             out.extend_from_slice(&d.to_le_bytes());
+        }
+        if !self.names.is_empty() {
+            check_names(&self.names, self.dims[0]).map_err(Error::Invalid)?;
+            let block: String = self.names.iter().map(|n| format!("{n}\n")).collect();
+            let len = u32::try_from(block.len())
+                .map_err(|_| Error::Invalid("file names longer than 4 GiB".into()))?;
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(block.as_bytes());
         }
         out.extend_from_slice(&self.data_hash[..DATA_ID]);
         let count = u32::try_from(self.words.len())
@@ -120,21 +153,41 @@ impl Container {
                 given: hex(&model_hash[..MODEL_ID]),
             });
         }
-        let pixels = match (r.byte("pixel coding")?, r.byte("binary one")?) {
-            (0, one) if one != 0 => Pixels::Binary { one },
+        let (code, one) = (r.byte("coding")?, r.byte("binary one")?);
+        let (named, code) = (code & NAMED != 0, code & !NAMED);
+        let bucket_bits = r.byte("bucket bits")?;
+        let bits_back = |pixels| Coding::BitsBack {
+            pixels,
+            bucket_bits,
+        };
+        let coding = match (code, one, bucket_bits) {
+            (0, one, _) if one != 0 => bits_back(Pixels::Binary { one }),
             // The model says which logistic; the file only says "levels".
-            (1, 0) => Pixels::Levels { mixture: None },
-            (code, one) => {
+            (1, 0, _) => bits_back(Pixels::Levels { mixture: None }),
+            (2, 0, 0) => Coding::Latents,
+            (code, one, bits) => {
                 return Err(Error::Corrupt(format!(
-                    "unknown pixel coding {code} (one = {one})"
+                    "unknown coding {code} (one = {one}, bucket bits {bits})"
                 )))
             }
         };
-        let bucket_bits = r.byte("bucket bits")?;
         let rank = r.byte("rank")? as usize;
         let dims = (0..rank)
             .map(|_| r.u32("dimension").map(|d| d as usize))
             .collect::<Result<Vec<_>>>()?;
+        let names = match named {
+            false => Vec::new(),
+            true => {
+                let len = r.u32("names length")? as usize;
+                let block = std::str::from_utf8(r.take(len, "file names")?)
+                    .map_err(|_| Error::Corrupt("the file names are not UTF-8".into()))?;
+                let names: Vec<String> = block.split_terminator('\n').map(String::from).collect();
+                if !block.ends_with('\n') {
+                    return Err(Error::Corrupt("the file names are cut".into()));
+                }
+                names
+            }
+        };
         let data_id = r.take(DATA_ID, "data hash")?;
         let count = r.u32("word count")? as usize;
         let header_end = r.at;
@@ -146,6 +199,9 @@ impl Container {
         let pixels_total = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if rank < 2 || dims.contains(&0) || pixels_total.is_none_or(|p| p > MAX_PIXELS) {
             return Err(Error::Corrupt(format!("dimensions {dims:?}")));
+        }
+        if named {
+            check_names(&names, dims[0]).map_err(Error::Corrupt)?;
         }
         // Checked against what is there before anything is allocated.
         let left = bytes.len() - r.at;
@@ -164,13 +220,33 @@ impl Container {
         model[..MODEL_ID].copy_from_slice(file_model);
         Ok(Container {
             model_hash: model,
-            pixels,
-            bucket_bits,
+            coding,
             dims,
+            names,
             data_hash,
             words,
         })
     }
+}
+
+/// `names` are `count` plain file names: no directories, no line breaks,
+/// no duplicates, so a folder can be written back from them.
+fn check_names(names: &[String], count: usize) -> std::result::Result<(), String> {
+    if names.len() != count {
+        return Err(format!("{} file names for {count} images", names.len()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for n in names {
+        let plain = !n.is_empty()
+            && n != "."
+            && n != ".."
+            && !n.contains(['/', '\\', '\n', '\0'])
+            && seen.insert(n.as_str());
+        if !plain {
+            return Err(format!("{n:?} is not a plain, unique file name"));
+        }
+    }
+    Ok(())
 }
 
 struct Reader<'a> {

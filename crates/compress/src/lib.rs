@@ -11,11 +11,16 @@
 //! discretised logistic over the 256 levels of 8-bit ones — and the
 //! latents in [`Buckets`] of equal prior mass. The entropy coder is
 //! `constriction`'s ANS stack coder, not one of our own.
+//!
+//! A codec model (`deepgen_vae::Arch::Codec`) compresses lossily instead:
+//! the same two functions code its rounded latents under its learned prior
+//! ([`LatentCoder`]) and give back its reconstructions.
 
 mod bbans;
 mod buckets;
 mod container;
 mod error;
+mod latents;
 mod pixels;
 
 use std::path::Path;
@@ -25,8 +30,9 @@ use deepgen_vae::Vae;
 
 pub use bbans::{BitsBack, Rate};
 pub use buckets::Buckets;
-pub use container::{sha256, Container};
+pub use container::{sha256, Coding, Container};
 pub use error::{Error, Result};
+pub use latents::LatentCoder;
 pub use pixels::{logistic_levels, Pixels};
 
 /// Latent bucket bits when none are given: 256 buckets per dimension.
@@ -34,7 +40,8 @@ pub const DEFAULT_BUCKET_BITS: u8 = 8;
 
 /// Compresses the IDX bytes `idx_bytes` (read from `name`, for messages) of
 /// images shaped as the model's into a container; `model_hash` names the
-/// model (the SHA-256 of its checkpoint file).
+/// model (the SHA-256 of its checkpoint file). A codec model compresses
+/// lossily (`bucket_bits` is then unused).
 pub fn compress_idx(
     model: &Vae,
     model_hash: [u8; 32],
@@ -42,17 +49,48 @@ pub fn compress_idx(
     idx_bytes: &[u8],
     bucket_bits: u8,
 ) -> Result<(Vec<u8>, Rate)> {
+    compress_named(model, model_hash, name, idx_bytes, bucket_bits, Vec::new())
+}
+
+/// [`compress_idx`] for images that came from files: the container also
+/// records their `names` (plain file names, one per image), which
+/// [`decompress`] gives back.
+pub fn compress_named(
+    model: &Vae,
+    model_hash: [u8; 32],
+    name: &Path,
+    idx_bytes: &[u8],
+    bucket_bits: u8,
+    names: Vec<String>,
+) -> Result<(Vec<u8>, Rate)> {
     let file = idx::parse(name, idx_bytes)?;
     let image_len = check_shape(model, &file.dims, name)?;
+    let images: Vec<&[u8]> = file.data.chunks_exact(image_len).collect();
+    if model.is_codec() {
+        let coder = LatentCoder::new(model)?;
+        let latents = coder.latents(&images)?;
+        let (words, rate) = coder.encode(&latents)?;
+        let container = Container {
+            model_hash,
+            coding: Coding::Latents,
+            dims: file.dims,
+            names,
+            data_hash: sha256(&latents::latent_bytes(&latents)),
+            words,
+        };
+        return Ok((container.to_bytes()?, rate));
+    }
     let pixels = Pixels::for_data(model.config.likelihood, &file.data)
         .map_err(|e| Error::Invalid(format!("{}: {e}", name.display())))?;
-    let images: Vec<&[u8]> = file.data.chunks_exact(image_len).collect();
     let coder = BitsBack::new(model, Buckets::new(bucket_bits)?, pixels);
     let (words, rate) = coder.encode(&images)?;
     let container = Container {
         model_hash,
-        pixels,
-        bucket_bits,
+        coding: Coding::BitsBack {
+            pixels,
+            bucket_bits,
+        },
+        names,
         dims: file.dims,
         data_hash: sha256(idx_bytes),
         words,
@@ -61,12 +99,55 @@ pub fn compress_idx(
 }
 
 /// The IDX bytes of a container written by [`compress_idx`] with the model
-/// whose checkpoint hashes to `model_hash`.
+/// whose checkpoint hashes to `model_hash`: the original images, or a
+/// codec's reconstructions of them.
 pub fn decompress_idx(model: &Vae, model_hash: &[u8; 32], bytes: &[u8]) -> Result<Vec<u8>> {
+    Ok(decompress(model, model_hash, bytes)?.0)
+}
+
+/// The IDX bytes of a container (as [`decompress_idx`]) and the images'
+/// file names, when it was made by [`compress_named`] (else none).
+pub fn decompress(
+    model: &Vae,
+    model_hash: &[u8; 32],
+    bytes: &[u8],
+) -> Result<(Vec<u8>, Vec<String>)> {
     let mut c = Container::parse(bytes, model_hash)?;
+    let names = std::mem::take(&mut c.names);
     let image_len = check_shape(model, &c.dims, Path::new("the compressed file"))?;
+    let mut out = idx::header(&c.dims);
+    let (pixels, bucket_bits) = match (c.coding, model.is_codec()) {
+        (Coding::Latents, true) => {
+            let coder = LatentCoder::new(model)?;
+            let latents = coder.decode(std::mem::take(&mut c.words), c.dims[0])?;
+            if !c.data_matches(&sha256(&latents::latent_bytes(&latents))) {
+                return Err(Error::Corrupt(
+                    "the decoded latents do not match the original's checksum".into(),
+                ));
+            }
+            out.extend(coder.reconstruct(&latents)?);
+            return Ok((out, names));
+        }
+        (
+            Coding::BitsBack {
+                pixels,
+                bucket_bits,
+            },
+            false,
+        ) => (pixels, bucket_bits),
+        (coding, _) => {
+            return Err(Error::Corrupt(format!(
+                "the file's coding ({coding:?}) is not this model's (a {})",
+                if model.is_codec() {
+                    "lossy codec"
+                } else {
+                    "lossless VAE"
+                }
+            )))
+        }
+    };
     let likelihood = model.config.likelihood;
-    let pixels = match (c.pixels, likelihood) {
+    let pixels = match (pixels, likelihood) {
         (p @ Pixels::Binary { .. }, deepgen_vae::Likelihood::Bernoulli) => p,
         (Pixels::Levels { .. }, l) if l.is_levels() => Pixels::for_data(l, &[])?,
         (p, l) => {
@@ -75,9 +156,8 @@ pub fn decompress_idx(model: &Vae, model_hash: &[u8; 32], bytes: &[u8]) -> Resul
             )))
         }
     };
-    let coder = BitsBack::new(model, Buckets::new(c.bucket_bits)?, pixels);
+    let coder = BitsBack::new(model, Buckets::new(bucket_bits)?, pixels);
     let images = coder.decode(std::mem::take(&mut c.words), c.dims[0])?;
-    let mut out = idx_header(&c.dims);
     out.reserve(c.dims[0] * image_len);
     images.iter().for_each(|image| out.extend_from_slice(image));
     if !c.data_matches(&sha256(&out)) {
@@ -85,7 +165,7 @@ pub fn decompress_idx(model: &Vae, model_hash: &[u8; 32], bytes: &[u8]) -> Resul
             "the decoded images do not match the original's checksum".into(),
         ));
     }
-    Ok(out)
+    Ok((out, names))
 }
 
 /// The pixels per image, when `dims` (count first) are images of the
@@ -101,14 +181,4 @@ fn check_shape(model: &Vae, dims: &[usize], name: &Path) -> Result<usize> {
         )));
     }
     Ok(image_len)
-}
-
-/// The IDX header of unsigned bytes with `dims` (canonical, so a parsed
-/// file's header is rebuilt byte for byte).
-fn idx_header(dims: &[usize]) -> Vec<u8> {
-    let mut out = vec![0, 0, 0x08, dims.len() as u8];
-    for &d in dims {
-        out.extend_from_slice(&(d as u32).to_be_bytes());
-    }
-    out
 }

@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use deepgen_autograd::{Tensor, Var};
-use deepgen_compress::{compress_idx, decompress_idx, sha256, Error};
-use deepgen_data::{synthetic, Binarized, Dataset, Scale};
+use deepgen_compress::{compress_idx, compress_named, decompress, decompress_idx, sha256, Error};
 use deepgen_vae::{elbo, Arch, Likelihood, Vae, VaeConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-const MODEL_HASH: [u8; 32] = [7; 32];
+mod common;
+use common::{idx, MODEL_HASH};
 
 fn model(likelihood: Likelihood) -> Vae {
     let config = VaeConfig {
@@ -22,25 +22,6 @@ fn model(likelihood: Likelihood) -> Vae {
         ..Default::default()
     };
     Vae::new(config, 0).unwrap()
-}
-
-/// `n` synthetic digits as an IDX file, 8-bit or binarised to {0, 255}.
-fn idx(n: usize, binary: bool) -> Vec<u8> {
-    let digits: std::sync::Arc<dyn Dataset> = std::sync::Arc::new(synthetic::digits(n, 3).unwrap());
-    let data: Box<dyn Dataset> = match binary {
-        true => Box::new(Binarized::new(digits)),
-        false => Box::new(deepgen_data::Subset::new(digits, 0..n).unwrap()),
-    };
-    let mut values = vec![0.0f32; n * 784];
-    let all: Vec<usize> = (0..n).collect();
-    // The digits are floats in [0, 1]: as 8-bit levels, k / 255.
-    data.gather(&all, Scale::ZeroOne, &mut values).unwrap();
-    let mut out = vec![0, 0, 8, 3];
-    for d in [n as u32, 28, 28] {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend(values.iter().map(|&v| (v * 255.0).round() as u8));
-    out
 }
 
 fn round_trip(likelihood: Likelihood, binary: bool, n: usize) -> (Vec<u8>, Vec<u8>) {
@@ -179,4 +160,33 @@ fn decoding_on_other_thread_counts_gives_the_same_bytes() {
         .unwrap();
     assert!(back == original);
     assert_eq!(sha256(&back), sha256(&original));
+}
+
+#[test]
+fn file_names_travel_with_the_images_and_must_be_plain() {
+    let m = model(Likelihood::Bernoulli);
+    let original = idx(3, true);
+    let names: Vec<String> = ["x.png", "y 1.png", "é.png"].map(String::from).to_vec();
+    let (file, _) =
+        compress_named(&m, MODEL_HASH, Path::new("d"), &original, 8, names.clone()).unwrap();
+    let (back, got) = decompress(&m, &MODEL_HASH, &file).unwrap();
+    assert!(back == original);
+    assert_eq!(got, names);
+    // Without names, nothing is added: the same 54-byte header as before.
+    let (plain, _) = compress_idx(&m, MODEL_HASH, Path::new("d"), &original, 8).unwrap();
+    let name_bytes: usize = names.iter().map(|n| n.len() + 1).sum();
+    assert_eq!(file.len(), plain.len() + 4 + name_bytes);
+    for bad in [
+        vec!["a.png", "b.png"],
+        vec!["a.png", "../b.png", "c.png"],
+        vec!["a.png", "a.png", "c.png"],
+        vec!["a.png", "", "c.png"],
+        vec!["a.png", "b\nc.png", "c.png"],
+    ] {
+        let bad: Vec<String> = bad.into_iter().map(String::from).collect();
+        assert!(
+            compress_named(&m, MODEL_HASH, Path::new("d"), &original, 8, bad.clone()).is_err(),
+            "{bad:?}"
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use deepgen_cli::{Error, Result};
 use deepgen_data::{DataLoader, LoaderConfig};
 use deepgen_train::Progress;
-use deepgen_vae::{iwae_bound, trainer, Likelihood, Vae};
+use deepgen_vae::{codec_rate_distortion, iwae_bound, trainer, Likelihood, Vae};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -17,7 +17,8 @@ use super::sample::check_finite;
 /// of k x batch x latent, and the bound gains little past a few thousand.
 const MAX_K: u64 = 100_000;
 
-/// Held-out negative ELBO and importance-weighted bound (nats per example).
+/// Held-out negative ELBO and importance-weighted bound (nats per example);
+/// for a codec, its rate (bits per pixel) and distortion (MSE, PSNR).
 #[derive(clap::Args, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Args {
@@ -53,6 +54,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     let (elbo, rec, kl) = trainer::evaluate(&model, target.clone(), 500, a.seed)?;
     let pixels: usize = model.image_shape().iter().product();
+    if model.is_codec() {
+        return codec(&model, target, (rec, kl), pixels);
+    }
     let k = a.k as usize;
     // Batches small enough that k samples of one stay near 8 M latent values.
     let batch = (8_000_000 / (k * model.latent_dim().max(1))).clamp(1, 100);
@@ -98,5 +102,45 @@ pub fn run(a: Args) -> Result<()> {
             per_dim(iwae)
         );
     }
+    Ok(())
+}
+
+/// A codec's rate and distortion with its latents rounded, as `deepgen
+/// compress` codes them, beside the noisy training objective's terms.
+fn codec(
+    model: &Vae,
+    target: std::sync::Arc<dyn deepgen_data::Dataset>,
+    (distortion, rate): (f64, f64),
+    pixels: usize,
+) -> Result<()> {
+    let loader = DataLoader::new(
+        target.clone(),
+        LoaderConfig {
+            batch_size: 500,
+            shuffle: false,
+            ..Default::default()
+        },
+    )?;
+    let (mut bits, mut se, mut n) = (0.0, 0.0, 0usize);
+    for batch in loader.epoch(0) {
+        let x = batch?.images;
+        let b = x.shape()[0];
+        let rd = codec_rate_distortion(model, &x)?;
+        bits += rd.bits_per_image * b as f64;
+        se += rd.mse * b as f64;
+        n += b;
+    }
+    let (bits, mse) = (bits / n.max(1) as f64, se / n.max(1) as f64);
+    println!(
+        "{n} images: {bits:.1} bits per image ({:.4} bits per pixel), MSE {mse:.6}, PSNR {:.2} dB \
+         (rounded latents, 8-bit reconstructions)",
+        bits / pixels as f64,
+        10.0 * (1.0 / mse).log10()
+    );
+    println!(
+        "training objective (uniform noise for rounding): rate {:.4} bits per pixel, \
+         distortion {distortion:.2} nats/example",
+        rate / (pixels as f64 * std::f64::consts::LN_2)
+    );
     Ok(())
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use deepgen_cli::Result;
+use clap::ValueEnum;
+use deepgen_cli::{Error, Result};
 use deepgen_nn::Module;
 use deepgen_train::OptimizerConfig;
 use deepgen_vae::trainer::{self, TrainConfig};
@@ -12,7 +13,8 @@ use serde::Serialize;
 use super::args::{at_least_one, count, positive, record, TrainArgs};
 
 /// A VAE: MLP (pytorch/examples' 784-400-20 by default) or convolutional,
-/// with a Bernoulli or Gaussian decoder.
+/// with a Bernoulli or Gaussian decoder; or a lossy codec (`--arch codec
+/// --quality Q`) for `deepgen compress`.
 #[derive(clap::Args, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Args {
@@ -22,16 +24,21 @@ pub struct Args {
     /// The network
     #[arg(long, value_enum, default_value = "mlp")]
     arch: VaeArch,
-    /// The decoder's distribution (gaussian: fixed --decoder-std)
-    #[arg(long, value_enum, default_value = "bernoulli")]
-    likelihood: VaeLikelihood,
+    /// The decoder's distribution (gaussian: fixed --decoder-std) [default:
+    /// bernoulli; a codec's is gaussian]
+    #[arg(long, value_enum)]
+    likelihood: Option<VaeLikelihood>,
+    /// A codec's point on the rate-distortion curve, 1 (smallest files) to 8
+    /// (best images): CompressAI's lambdas, as the Gaussian decoder's std [default: 4]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
+    quality: Option<u8>,
     /// Components of the logistic-mixture decoder
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=32))]
     components: u64,
-    /// Standard deviation of the fixed Gaussian decoder
-    #[arg(long, default_value_t = 0.1, value_parser = positive)]
-    decoder_std: f64,
-    /// Conv: channels of the stride-2 stages
+    /// Standard deviation of the fixed Gaussian decoder [default: 0.1]
+    #[arg(long, value_parser = positive)]
+    decoder_std: Option<f64>,
+    /// Conv and codec: channels of the stride-2 stages
     #[arg(long, value_delimiter = ',', default_value = "32,64")]
     widths: Vec<usize>,
     /// Epochs to train (on --resume: the total, counting those done)
@@ -46,7 +53,7 @@ pub struct Args {
     /// Hidden units [default: MLP 400; conv: the dense layer, 256]
     #[arg(long)]
     hidden: Option<usize>,
-    /// Latent dimensions
+    /// Latent dimensions (a codec: channels of its latent grid)
     #[arg(long, default_value_t = 20)]
     latent: usize,
     /// Weight of the KL term
@@ -73,6 +80,8 @@ enum VaeArch {
     Mlp,
     /// strided convolutions down, transposed convolutions up
     Conv,
+    /// a lossy codec: a rounded convolutional latent under a learned prior
+    Codec,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum, Serialize)]
@@ -91,20 +100,55 @@ enum VaeLikelihood {
     LogisticMixture,
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let (train, held) = a.common.data.split()?;
-    let arch = match a.arch {
-        VaeArch::Mlp => Arch::Mlp,
-        VaeArch::Conv => Arch::Conv,
-    };
-    let likelihood = match a.likelihood {
+/// The decoder's likelihood from the flags: a codec's is Gaussian with the
+/// std of its quality, and the flags that would say otherwise are refused.
+fn likelihood(a: &Args) -> Result<Likelihood> {
+    let codec = matches!(a.arch, VaeArch::Codec);
+    if codec {
+        if let Some(l) = a
+            .likelihood
+            .filter(|l| !matches!(l, VaeLikelihood::Gaussian))
+        {
+            return Err(Error::Usage(format!(
+                "--arch codec measures distortion as squared error: its likelihood is \
+                 gaussian, not {}",
+                l.to_possible_value().expect("no skipped values").get_name()
+            )));
+        }
+        if a.decoder_std.is_some() {
+            return Err(Error::Usage(
+                "--arch codec takes --quality, which sets the decoder's std; drop --decoder-std"
+                    .into(),
+            ));
+        }
+        let std = deepgen_vae::codec::quality_std(a.quality.unwrap_or(4))?;
+        return Ok(Likelihood::Gaussian { std });
+    }
+    if a.quality.is_some() {
+        return Err(Error::Usage(
+            "--quality picks a codec's rate-distortion point: use it with --arch codec".into(),
+        ));
+    }
+    Ok(match a.likelihood.unwrap_or(VaeLikelihood::Bernoulli) {
         VaeLikelihood::Bernoulli => Likelihood::Bernoulli,
-        VaeLikelihood::Gaussian => Likelihood::Gaussian { std: a.decoder_std },
+        VaeLikelihood::Gaussian => Likelihood::Gaussian {
+            std: a.decoder_std.unwrap_or(0.1),
+        },
         VaeLikelihood::GaussianLearned => Likelihood::GaussianLearned,
         VaeLikelihood::DiscretizedLogistic => Likelihood::DiscretizedLogistic,
         VaeLikelihood::LogisticMixture => Likelihood::LogisticMixture {
             components: a.components as usize,
         },
+    })
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let likelihood = likelihood(&a)?;
+    let (train, held) = a.common.data.split()?;
+    let arch = match a.arch {
+        VaeArch::Mlp => Arch::Mlp,
+        VaeArch::Conv => Arch::Conv,
+        VaeArch::Codec => Arch::Codec,
     };
     let config = VaeConfig {
         arch,
@@ -135,11 +179,11 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
     };
     println!(
-        "training {} VAE ({} parameters) on {} images ({}), {}",
-        if arch == Arch::Mlp {
-            "an MLP"
-        } else {
-            "a convolutional"
+        "training {} ({} parameters) on {} images ({}), {}",
+        match arch {
+            Arch::Mlp => "an MLP VAE",
+            Arch::Conv => "a convolutional VAE",
+            Arch::Codec => "a codec",
         },
         model.num_parameters(),
         train.len(),

@@ -2,21 +2,23 @@
 //! error, never panic, hang or allocate without bound. Two ways in: the
 //! bytes as a whole file (the header checks), and the bytes as the coded
 //! words behind a valid header (the ANS decoder, the model and the data
-//! checksum), with a small model so that each run is quick.
+//! checksum), with small models so that each run is quick: two lossless
+//! VAEs and a lossy codec.
 #![no_main]
 
-use deepgen_compress::{decompress_idx, Container, Pixels};
+use deepgen_compress::{decompress_idx, Coding, Container, Pixels};
 use deepgen_vae::{Arch, Likelihood, Vae, VaeConfig};
 use libfuzzer_sys::fuzz_target;
 
 const MODEL: [u8; 32] = [3; 32];
 
-fn model(likelihood: Likelihood) -> Vae {
+fn model(arch: Arch, likelihood: Likelihood) -> Vae {
     let config = VaeConfig {
-        arch: Arch::Mlp,
+        arch,
         image_shape: vec![1, 4, 4],
         hidden: 8,
         latent: 2,
+        widths: vec![2],
         likelihood,
         ..Default::default()
     };
@@ -24,29 +26,38 @@ fn model(likelihood: Likelihood) -> Vae {
 }
 
 thread_local! {
-    static MODELS: [Vae; 2] = [
-        model(Likelihood::Bernoulli),
-        model(Likelihood::DiscretizedLogistic),
+    static MODELS: [Vae; 3] = [
+        model(Arch::Mlp, Likelihood::Bernoulli),
+        model(Arch::Mlp, Likelihood::DiscretizedLogistic),
+        model(Arch::Codec, Likelihood::Gaussian { std: 0.03 }),
     ];
 }
 
 fuzz_target!(|data: &[u8]| MODELS.with(|models| run(models, data)));
 
-fn run(models: &[Vae; 2], data: &[u8]) {
+fn run(models: &[Vae; 3], data: &[u8]) {
     let _ = decompress_idx(&models[0], &MODEL, data);
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    // Up to 8 images of 4x4 behind a valid header, the rest as words.
-    let levels = first & 1 == 1;
+    // Up to 8 images of 4x4 behind a valid header, the rest as words:
+    // binary pixels, 8-bit levels (both bits-back) or a codec's latents.
+    let which = usize::from(first & 3).min(2);
+    let bucket_bits = 1 + (first >> 2) % 8;
+    let coding = match which {
+        0 => Coding::BitsBack {
+            pixels: Pixels::Binary { one: 255 },
+            bucket_bits,
+        },
+        1 => Coding::BitsBack {
+            pixels: Pixels::Levels { mixture: None },
+            bucket_bits,
+        },
+        _ => Coding::Latents,
+    };
     let container = Container {
         model_hash: MODEL,
-        pixels: if levels {
-            Pixels::Levels { mixture: None }
-        } else {
-            Pixels::Binary { one: 255 }
-        },
-        bucket_bits: 1 + (first >> 1) % 12,
+        coding,
         dims: vec![1 + (first >> 5) as usize, 4, 4],
         data_hash: [0; 32],
         words: rest
@@ -55,5 +66,5 @@ fn run(models: &[Vae; 2], data: &[u8]) {
             .collect(),
     };
     let bytes = container.to_bytes().expect("a valid header");
-    let _ = decompress_idx(&models[usize::from(levels)], &MODEL, &bytes);
+    let _ = decompress_idx(&models[which], &MODEL, &bytes);
 }
