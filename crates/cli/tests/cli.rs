@@ -854,6 +854,17 @@ fn binary_idx(n: usize) -> Vec<u8> {
     out
 }
 
+/// `deepgen compress|decompress --checkpoint MODEL IN OUT`.
+fn coder(
+    cmd: &str,
+    model: &std::path::Path,
+    input: &std::path::Path,
+    output: &std::path::Path,
+) -> (Option<i32>, String, String) {
+    let p = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    run_any(&[cmd, "--checkpoint", &p(model), &p(input), &p(output)])
+}
+
 #[test]
 fn compress_and_decompress_round_trip_and_refuse_other_models_and_damaged_files() {
     let dir = tmp("compress");
@@ -883,39 +894,20 @@ fn compress_and_decompress_round_trip_and_refuse_other_models_and_damaged_files(
         dir.join("back.idx"),
     );
     std::fs::write(&input, binary_idx(20)).unwrap();
-    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let (code, stdout, stderr) = run_any(&[
-        "compress",
-        "--checkpoint",
-        &path(&model),
-        &path(&input),
-        &path(&packed),
-    ]);
+    let (code, stdout, stderr) = coder("compress", &model, &input, &packed);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("20 images") && stdout.contains("bits per dimension"),
         "{stdout}"
     );
-    let (code, _, stderr) = run_any(&[
-        "decompress",
-        "--checkpoint",
-        &path(&model),
-        &path(&packed),
-        &path(&back),
-    ]);
+    let (code, _, stderr) = coder("decompress", &model, &packed, &back);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(std::fs::read(&back).unwrap() == std::fs::read(&input).unwrap());
 
     // Another model, a cut file, gray data for a Bernoulli model: one line
     // naming the problem, exit 1, and no output file.
     std::fs::remove_file(&back).unwrap();
-    let (code, _, stderr) = run_any(&[
-        "decompress",
-        "--checkpoint",
-        &path(&other),
-        &path(&packed),
-        &path(&back),
-    ]);
+    let (code, _, stderr) = coder("decompress", &other, &packed, &back);
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains("in.dgnz") && stderr.contains("not with this checkpoint"),
@@ -923,13 +915,7 @@ fn compress_and_decompress_round_trip_and_refuse_other_models_and_damaged_files(
     );
     let bytes = std::fs::read(&packed).unwrap();
     std::fs::write(&packed, &bytes[..bytes.len() - 3]).unwrap();
-    let (code, _, stderr) = run_any(&[
-        "decompress",
-        "--checkpoint",
-        &path(&model),
-        &path(&packed),
-        &path(&back),
-    ]);
+    let (code, _, stderr) = coder("decompress", &model, &packed, &back);
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains("corrupted") && stderr.lines().count() == 1,
@@ -939,13 +925,7 @@ fn compress_and_decompress_round_trip_and_refuse_other_models_and_damaged_files(
     let mut gray = binary_idx(2);
     gray[100] = 77;
     std::fs::write(&input, gray).unwrap();
-    let (code, _, stderr) = run_any(&[
-        "compress",
-        "--checkpoint",
-        &path(&model),
-        &path(&input),
-        &path(&packed),
-    ]);
+    let (code, _, stderr) = coder("compress", &model, &input, &packed);
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains("in.idx") && stderr.contains("binary"),
@@ -968,22 +948,10 @@ fn compress_and_decompress_round_trip_and_refuse_other_models_and_damaged_files(
             .unwrap();
     }
     std::fs::write(pngs.join("notes.txt"), "not an image").unwrap();
-    let (code, stdout, stderr) = run_any(&[
-        "compress",
-        "--checkpoint",
-        &path(&model),
-        &path(&pngs),
-        &path(&packed),
-    ]);
+    let (code, stdout, stderr) = coder("compress", &model, &pngs, &packed);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("3 images"), "{stdout}");
-    let (code, _, stderr) = run_any(&[
-        "decompress",
-        "--checkpoint",
-        &path(&model),
-        &path(&packed),
-        &path(&restored),
-    ]);
+    let (code, _, stderr) = coder("decompress", &model, &packed, &restored);
     assert_eq!(code, Some(0), "{stderr}");
     let mut names: Vec<String> = std::fs::read_dir(&restored)
         .unwrap()
@@ -999,13 +967,7 @@ fn compress_and_decompress_round_trip_and_refuse_other_models_and_damaged_files(
         assert!(a.to_luma8() == b.to_luma8(), "{name} changed");
     }
     // Into a folder that is not empty: refused, nothing written.
-    let (code, _, stderr) = run_any(&[
-        "decompress",
-        "--checkpoint",
-        &path(&model),
-        &path(&packed),
-        &path(&restored),
-    ]);
+    let (code, _, stderr) = coder("decompress", &model, &packed, &restored);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("restored") && stderr.contains("not empty"),
@@ -1015,13 +977,7 @@ fn compress_and_decompress_round_trip_and_refuse_other_models_and_damaged_files(
     image::GrayImage::new(27, 28)
         .save(pngs.join("d.png"))
         .unwrap();
-    let (code, _, stderr) = run_any(&[
-        "compress",
-        "--checkpoint",
-        &path(&model),
-        &path(&pngs),
-        &path(&packed),
-    ]);
+    let (code, _, stderr) = coder("compress", &model, &pngs, &packed);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("d.png") && stderr.contains("27x28"),
@@ -1062,25 +1018,13 @@ fn a_codec_trains_compresses_lossily_samples_and_reconstructs() {
         dir.join("back.idx"),
     );
     std::fs::write(&input, binary_idx(10)).unwrap();
-    let (code, stdout, stderr) = run_any(&[
-        "compress",
-        "--checkpoint",
-        &path(&model),
-        &path(&input),
-        &path(&packed),
-    ]);
+    let (code, stdout, stderr) = coder("compress", &model, &input, &packed);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("10 images") && stdout.contains("lossy"),
         "{stdout}"
     );
-    let (code, _, stderr) = run_any(&[
-        "decompress",
-        "--checkpoint",
-        &path(&model),
-        &path(&packed),
-        &path(&back),
-    ]);
+    let (code, _, stderr) = coder("decompress", &model, &packed, &back);
     assert_eq!(code, Some(0), "{stderr}");
     let (original, decoded) = (
         std::fs::read(&input).unwrap(),

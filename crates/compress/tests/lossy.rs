@@ -11,7 +11,7 @@ use deepgen_vae::codec::{level, quality_std};
 use deepgen_vae::{codec_rate_distortion, generate, Arch, Likelihood, Vae, VaeConfig};
 
 mod common;
-use common::{idx, MODEL_HASH};
+use common::{idx, pool, MODEL_HASH};
 
 fn codec(seed: u64) -> Vae {
     let config = VaeConfig {
@@ -158,12 +158,6 @@ fn a_count_the_words_cannot_hold_is_refused_before_decoding() {
 fn decoding_on_other_thread_counts_gives_the_same_bytes() {
     let m = codec(3);
     let original = idx(5, false);
-    let pool = |n| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .unwrap()
-    };
     let (file, _) = pool(2)
         .install(|| compress_idx(&m, MODEL_HASH, Path::new("t"), &original, 8))
         .unwrap();

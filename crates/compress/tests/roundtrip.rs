@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{idx, MODEL_HASH};
+use common::{idx, pool, MODEL_HASH};
 
 fn model(likelihood: Likelihood) -> Vae {
     let config = VaeConfig {
@@ -146,12 +146,6 @@ fn data_the_decoder_cannot_code_is_refused() {
 fn decoding_on_other_thread_counts_gives_the_same_bytes() {
     let m = model(Likelihood::DiscretizedLogistic);
     let original = idx(4, false);
-    let pool = |n| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .unwrap()
-    };
     let (file, _) = pool(2)
         .install(|| compress_idx(&m, MODEL_HASH, Path::new("t"), &original, 8))
         .unwrap();

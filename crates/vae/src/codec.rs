@@ -13,9 +13,7 @@
 use rand::Rng;
 
 use deepgen_autograd::{Element, Tensor, Var};
-use deepgen_nn::{
-    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Forward, Module, Relu, Sequential,
-};
+use deepgen_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, Forward, Module, Relu, Sequential};
 
 use crate::model::VaeNet;
 use crate::{Error, Result};
@@ -59,12 +57,13 @@ pub fn quality_std(quality: u8) -> Result<f64> {
         .recip())
 }
 
-/// Encoder: (Conv k4 s2 p1, ReLU) per width, then Conv k3 p1 to `latent`
-/// channels: the latent grid y, [n, latent, h / 2^s, w / 2^s], flattened.
-/// Decoder: Conv k3 p1 to the last width, ReLU, then (ConvTranspose k4 s2
-/// p1, ReLU) per width in reverse, the last to the image's channels times
-/// the likelihood's outputs. No dense layer, so the latent keeps the
-/// image's layout and the rate can spread over it.
+/// Encoder: (Conv k4 s2 p1, ReLU, Conv k3 p1, ReLU) per width, then Conv
+/// k3 p1 to `latent` channels: the latent grid y, [n, latent, h / 2^s,
+/// w / 2^s], flattened. Decoder: Conv k3 p1 to the last width, ReLU, then
+/// per width in reverse ConvTranspose k4 s2 p1 (and ReLU, Conv k3 p1, ReLU
+/// but after the last), the last to the image's channels times the
+/// likelihood's outputs. No dense layer, so the latent keeps the image's
+/// layout and the rate can spread over it.
 #[derive(Module)]
 pub struct CodecNet<T: Element = f32> {
     pub encoder: Sequential<T>,
@@ -84,17 +83,8 @@ impl<T: Element> CodecNet<T> {
     ) -> Result<Self> {
         let (c, h, w) = crate::conv::check_stages("codec", image_shape, widths)?;
         let scale = 1 << widths.len();
-        let down = Conv2dConfig {
-            stride: 2,
-            padding: 1,
-            ..Default::default()
-        };
+        let (down, up) = crate::conv::halving();
         let same = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let up = ConvTranspose2dConfig {
-            stride: 2,
             padding: 1,
             ..Default::default()
         };
@@ -114,11 +104,7 @@ impl<T: Element> CodecNet<T> {
             .add(Conv2d::new(latent, last, 3, same, rng)?)
             .add(Relu);
         for (i, &width) in widths.iter().enumerate().rev() {
-            let outputs = if i == 0 {
-                c * outputs_per_pixel
-            } else {
-                widths[i - 1]
-            };
+            let outputs = crate::conv::up_channels(widths, i, c * outputs_per_pixel);
             decoder = decoder.add(ConvTranspose2d::new(width, outputs, 4, up, rng)?);
             if i > 0 {
                 decoder = decoder

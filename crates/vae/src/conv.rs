@@ -39,16 +39,7 @@ impl<T: Element> ConvVae<T> {
     ) -> Result<Self> {
         let (c, h, w) = check_stages("conv vae", image_shape, widths)?;
         let scale = 1usize << widths.len();
-        let down = Conv2dConfig {
-            stride: 2,
-            padding: 1,
-            ..Default::default()
-        };
-        let up = ConvTranspose2dConfig {
-            stride: 2,
-            padding: 1,
-            ..Default::default()
-        };
+        let (down, up) = halving();
         let (hs, ws, last) = (h / scale, w / scale, widths[widths.len() - 1]);
         let mut encoder = Sequential::new();
         let mut inputs = c;
@@ -71,11 +62,7 @@ impl<T: Element> ConvVae<T> {
             .add(Relu)
             .add(Unflatten::new(1, &[last, hs, ws]));
         for (i, &width) in widths.iter().enumerate().rev() {
-            let outputs = if i == 0 {
-                c * outputs_per_pixel
-            } else {
-                widths[i - 1]
-            };
+            let outputs = up_channels(widths, i, c * outputs_per_pixel);
             decoder = decoder.add(ConvTranspose2d::new(width, outputs, 4, up, rng)?);
             if i > 0 {
                 decoder = decoder.add(Relu);
@@ -87,6 +74,31 @@ impl<T: Element> ConvVae<T> {
             fc_logvar,
             decoder,
         })
+    }
+}
+
+/// A 4x4 convolution that halves the size (stride 2, padding 1) and the
+/// transposed one that doubles it back.
+pub(crate) fn halving() -> (Conv2dConfig, ConvTranspose2dConfig) {
+    let down = Conv2dConfig {
+        stride: 2,
+        padding: 1,
+        ..Default::default()
+    };
+    let up = ConvTranspose2dConfig {
+        stride: 2,
+        padding: 1,
+        ..Default::default()
+    };
+    (down, up)
+}
+
+/// The channels the transposed convolution of stage `i` outputs on the way
+/// up: the stage below's width, or at the last the image's outputs.
+pub(crate) fn up_channels(widths: &[usize], i: usize, image_outputs: usize) -> usize {
+    match i {
+        0 => image_outputs,
+        _ => widths[i - 1],
     }
 }
 

@@ -23,3 +23,11 @@ pub fn idx(n: usize, binary: bool) -> Vec<u8> {
     out.extend(values.iter().map(|&v| (v * 255.0).round() as u8));
     out
 }
+
+/// A rayon pool of `n` threads.
+pub fn pool(n: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
+}
