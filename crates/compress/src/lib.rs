@@ -173,6 +173,9 @@ pub fn decompress(
 fn check_shape(model: &Vae, dims: &[usize], name: &Path) -> Result<usize> {
     let image_len: usize = model.image_shape().iter().product();
     let per_item = dims.get(1..).map(|d| d.iter().product::<usize>());
+    if dims.first() == Some(&0) {
+        return Err(Error::Invalid(format!("{}: no images", name.display())));
+    }
     if dims.len() < 2 || per_item != Some(image_len) {
         return Err(Error::Invalid(format!(
             "{}: dimensions {dims:?} are not images of the model's shape {:?}",

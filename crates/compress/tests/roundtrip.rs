@@ -137,6 +137,12 @@ fn data_the_decoder_cannot_code_is_refused() {
     assert!(msg.contains("gray.idx") && msg.contains("binary"), "{msg}");
     let gaussian = model(Likelihood::Gaussian { std: 0.1 });
     assert!(compress_idx(&gaussian, MODEL_HASH, Path::new("x"), &idx(1, true), 8).is_err());
+    let mut empty = idx(1, true)[..16].to_vec();
+    empty[4..8].copy_from_slice(&0u32.to_be_bytes());
+    let msg = compress_idx(&bernoulli, MODEL_HASH, Path::new("empty.idx"), &empty, 8)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("empty.idx: no images"), "{msg}");
     let mut wrong_shape = idx(1, true);
     wrong_shape[11] = 27; // rows: 27
     assert!(compress_idx(&bernoulli, MODEL_HASH, Path::new("x"), &wrong_shape, 8).is_err());
