@@ -5,7 +5,7 @@ deepgen's lossy codec beside JPEG and WebP, in one run, on the same images.
 
     python3 benches/compression.py --mnist ../shared/data/mnist [--epochs 60]
         [--out runs/compression] [--skip-train] [--only lossless|lossy]
-        [--qualities 1,2,4,6,8] [--codec-epochs 25]
+        [--qualities 1,2,4,6,8] [--codec-epochs 25] [--only recognisable]
 
 Takes MNIST's test split (t10k-images-idx3-ubyte.gz), trains two VAEs with
 `deepgen train vae` on images 0..8999 — pytorch/examples' MLP VAE with a
@@ -32,7 +32,10 @@ pixel against PSNR (from the mean squared error over all 784,000 pixels of
 the decompressed images), beside JPEG (libjpeg via Pillow, 4:4:4 gray,
 optimised Huffman tables) and lossy WebP (method 6) at several qualities,
 each as one 40 x 25 grid of the images and as one file per image, headers
-counted on every side. Writes rd.png (matplotlib).
+counted on every side. Writes rd.png (matplotlib). Whether the digits stay
+recognisable: a classifier (`deepgen train classifier`, 5 epochs on the
+original images 0..8999) labels every codec's decompressed held-out images
+(results-recognisable.md; `--only recognisable` reruns just this).
 
 Compression and decompression speed (images per second) is measured on 1
 and 2 threads. Needs Pillow with WebP; writes results.json and results.md
@@ -156,6 +159,21 @@ def deepgen_codec(checkpoint, idx_path, out):
     return packed.stat().st_size, speed
 
 
+def per_file_sizes(checkpoint, images, out):
+    """Bytes of deepgen's files when each image is compressed alone (header
+    and, for bits-back, the initial bits paid by every file), with every
+    decompressed image returned for checking."""
+    one, packed, back = out / "one.idx", out / "one.dgnz", out / "one.back.idx"
+    size, decoded = 0, []
+    for image in images:
+        one.write_bytes(idx_bytes([image]))
+        run(["compress", "--checkpoint", checkpoint, one, packed], 1, quiet=True)
+        run(["decompress", "--checkpoint", checkpoint, packed, back], 1, quiet=True)
+        size += packed.stat().st_size
+        decoded.append(back.read_bytes()[16:])
+    return size, decoded
+
+
 def psnr(a, b):
     """PSNR in dB of 8-bit images b against a, from the MSE over all pixels."""
     se = sum((x - y) ** 2 for x, y in zip(a, b))
@@ -212,14 +230,7 @@ def deepgen_lossy(checkpoint, images, out):
         speed[threads] = (len(images) / t_c, len(images) / t_d)
     decoded = back.read_bytes()[16:]
     whole = (8 * packed.stat().st_size / len(original), psnr(original, decoded))
-    one, one_packed, one_back = out / "one.idx", out / "one.dgnz", out / "one.back.idx"
-    size, parts = 0, []
-    for image in images:
-        one.write_bytes(idx_bytes([image]))
-        run(["compress", "--checkpoint", checkpoint, one, one_packed], 1, quiet=True)
-        run(["decompress", "--checkpoint", checkpoint, one_packed, one_back], 1, quiet=True)
-        size += one_packed.stat().st_size
-        parts.append(one_back.read_bytes()[16:])
+    size, parts = per_file_sizes(checkpoint, images, out)
     per_file = (8 * size / len(original), psnr(original, b"".join(parts)))
     assert b"".join(parts) == decoded, "an image alone decodes as in the whole set"
     return {"grid": whole, "per_file": per_file}, speed
@@ -274,13 +285,65 @@ def rd_plot(results, path):
     fig.savefig(path, dpi=110)
 
 
+def recognisable(args, images):
+    """How recognisable each lossy codec's digits are: the accuracy of a
+    classifier (`deepgen train classifier`, trained on the original images
+    0..8999) on the decompressed held-out images, beside its accuracy on the
+    originals. Every deepgen codec is decoded from its whole-set file (an
+    image decodes the same alone, as the lossy run checks); JPEG and WebP
+    one file per image."""
+    labels_gz = Path(args.mnist) / "t10k-labels-idx1-ubyte.gz"
+    all_images = read_idx_images(Path(args.mnist) / "t10k-images-idx3-ubyte.gz")
+    clf_dir = args.out / "classifier"
+    if not args.skip_train:
+        run(["train", "classifier", "--dataset", "mnist", "--data-dir", args.mnist, "--test-split",
+             "--train-range", f"0..{N_TRAIN}", "--held-out", f"{N_TRAIN}..{N_ALL}", "--epochs", "5",
+             "--out", clf_dir, "--force", "--quiet", "--no-tensorboard"])
+    clf = clf_dir / "classifier.safetensors"
+
+    def accuracy(held_out):
+        data = args.out / "recognisable"
+        data.mkdir(exist_ok=True)
+        (data / "t10k-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(idx_bytes(all_images[:N_TRAIN] + held_out), 1, mtime=0))
+        (data / "t10k-labels-idx1-ubyte.gz").write_bytes(labels_gz.read_bytes())
+        text, _ = run(["eval", "classifier", "--checkpoint", clf, "--dataset", "mnist", "--data-dir", data,
+                       "--test-split", "--held-out", f"{N_TRAIN}..{N_ALL}"], quiet=True)
+        return float(re.search(r"accuracy ([0-9.]+)%", text).group(1))
+
+    rows = [("originals", None, accuracy(images))]
+    idx_path = args.out / "heldout-8-bit.idx"
+    idx_path.write_bytes(idx_bytes(images))
+    for q in args.qualities.split(","):
+        checkpoints = args.out / f"codec-q{q}" / "checkpoints"
+        checkpoint = checkpoints / (checkpoints / "best").read_text().strip() / "model.safetensors"
+        packed, back = args.out / "lossy.dgnz", args.out / "lossy.back.idx"
+        run(["compress", "--checkpoint", checkpoint, idx_path, packed], quiet=True)
+        run(["decompress", "--checkpoint", checkpoint, packed, back], quiet=True)
+        decoded = back.read_bytes()[16:]
+        parts = [decoded[i * PIXELS:(i + 1) * PIXELS] for i in range(len(images))]
+        rows.append((f"deepgen {q}", 8 * packed.stat().st_size / len(decoded), accuracy(parts)))
+    for fmt, qualities in (("JPEG", (5, 10, 20, 30, 50, 70, 90)), ("WebP", (0, 5, 10, 20, 30, 50, 70, 90))):
+        for q in qualities:
+            per = [pillow_lossy(i, fmt, q) for i in images]
+            bits = 8 * sum(n for n, _ in per) / (len(images) * PIXELS)
+            rows.append((f"{fmt} {q}", bits, accuracy([b for _, b in per])))
+    lines = ["### lossy: are the digits recognisable? (classifier accuracy on the decompressed images)", "",
+             "| codec, quality | bits per pixel (deepgen: one file; JPEG / WebP: one file per image) | accuracy (%) |",
+             "| --- | --- | --- |"]
+    lines += [f"| {n} | {'' if b is None else f'{b:.4f}'} | {a:.2f} |" for n, b, a in rows]
+    text = "\n".join(lines)
+    print(text)
+    (args.out / "results-recognisable.md").write_text(text + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mnist", required=True, help="folder with t10k-images-idx3-ubyte.gz")
     ap.add_argument("--epochs", default="60")
     ap.add_argument("--out", default="runs/compression", type=Path)
     ap.add_argument("--skip-train", action="store_true", help="reuse the models in --out")
-    ap.add_argument("--only", choices=("lossless", "lossy"))
+    ap.add_argument("--only", choices=("lossless", "lossy", "recognisable"))
     ap.add_argument("--qualities", default="1,2,4,6,8")
     ap.add_argument("--codec-epochs", default="25")
     args = ap.parse_args()
@@ -288,8 +351,11 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-p", "deepgen-cli"], cwd=ROOT, check=True)
 
     images = read_idx_images(Path(args.mnist) / "t10k-images-idx3-ubyte.gz")[N_TRAIN:N_ALL]
+    if args.only == "recognisable":
+        return recognisable(args, images)
     if args.only != "lossless":
         lossy(args, images)
+        recognisable(args, images)
     if args.only == "lossy":
         return
     sets = {
@@ -307,8 +373,10 @@ def main():
         checkpoint = checkpoints / (checkpoints / "best").read_text().strip() / "model.safetensors"
         elbo_bpd, elbo_text = neg_elbo_bits(checkpoint)
         size, speed = deepgen_codec(checkpoint, idx_path, args.out)
+        one_by_one, decoded = per_file_sizes(checkpoint, imgs, args.out)
+        assert decoded == list(imgs), "an image alone did not round trip"
         results[name] = {
-            "deepgen (bits-back)": {"whole": size},
+            "deepgen (bits-back)": {"whole": size, "per_file": one_by_one},
             "negative ELBO (bpd)": elbo_bpd,
             "eval": elbo_text,
             "speed (images/s: compress, decompress) by threads": speed,

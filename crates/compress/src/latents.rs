@@ -11,7 +11,6 @@ use constriction::stream::model::{
 use constriction::stream::stack::DefaultAnsCoder;
 use constriction::stream::Decode;
 use deepgen_autograd::{no_grad, Tensor, Var};
-use deepgen_nn::loss::LOGISTIC_LOG_SCALE_RANGE;
 use deepgen_vae::codec::{level, LATENT_BOUND};
 use deepgen_vae::Vae;
 use probability::distribution::Logistic;
@@ -35,17 +34,9 @@ pub struct LatentCoder<'m> {
 impl<'m> LatentCoder<'m> {
     /// The coder of a codec model ([`Vae::is_codec`]).
     pub fn new(model: &'m Vae) -> Result<Self> {
-        let (loc, log_scale) = model.prior().ok_or_else(|| {
+        let priors = model.prior_logistics().ok_or_else(|| {
             Error::Invalid("the model is not a codec (it has no learned prior)".into())
         })?;
-        let (lo, hi) = LOGISTIC_LOG_SCALE_RANGE;
-        let priors: Vec<(f64, f64)> = loc
-            .value()
-            .to_vec()
-            .iter()
-            .zip(log_scale.value().to_vec())
-            .map(|(&m, ls)| (m as f64, (ls as f64).clamp(lo, hi).exp()))
-            .collect();
         if priors
             .iter()
             .any(|(m, s)| !(m.is_finite() && s.is_finite()))

@@ -240,12 +240,12 @@ impl<T: Element> Vae<T> {
             )?),
             Arch::Codec => Box::new(CodecNet::new(shape, &config.widths, z, outputs, &mut rng)?),
         };
-        let prior = |value: f32| {
-            let dims = [config.latent_dim()];
+        // A codec's prior starts as the standard logistic in every value.
+        let prior = || {
             (config.arch == Arch::Codec)
-                .then(|| Var::parameter(Tensor::full(&dims, T::of(value as f64))))
+                .then(|| Var::parameter(Tensor::zeros(&[config.latent_dim()])))
         };
-        let (prior_loc, prior_log_scale) = (prior(0.0), prior(0.0));
+        let (prior_loc, prior_log_scale) = (prior(), prior());
         let decoder_log_var = match config.likelihood {
             Likelihood::GaussianLearned => Some(Var::parameter(Tensor::zeros(&[1]))),
             Likelihood::LogisticMixture { components } if !(1..=32).contains(&components) => {
@@ -297,20 +297,37 @@ impl<T: Element> Vae<T> {
         }
     }
 
+    /// A codec's prior as (location, scale) of each latent value's
+    /// logistic, the log-scale clamped as the rate clamps it
+    /// (`deepgen_nn::loss::LOGISTIC_LOG_SCALE_RANGE`).
+    pub fn prior_logistics(&self) -> Option<Vec<(f64, f64)>> {
+        let (loc, log_scale) = self.prior()?;
+        let (lo, hi) = deepgen_nn::loss::LOGISTIC_LOG_SCALE_RANGE;
+        let pairs = loc
+            .value()
+            .to_vec()
+            .into_iter()
+            .zip(log_scale.value().to_vec());
+        Some(
+            pairs
+                .map(|(m, ls)| (m.as_f64(), ls.as_f64().clamp(lo, hi).exp()))
+                .collect(),
+        )
+    }
+
     /// `n` latent points from the prior, [n, latent_dim]: N(0, I), or a
     /// codec's logistics sampled by their inverse cdf and quantised.
     pub fn prior_sample<R: rand::Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Tensor<T> {
-        let Some((loc, log_scale)) = self.prior() else {
+        let Some(logistics) = self.prior_logistics() else {
             return Tensor::randn(&[n, self.latent_dim()], T::zero(), T::one(), rng);
         };
-        let (loc, log_scale) = (loc.value().to_vec(), log_scale.value().to_vec());
-        let u: Tensor<f64> = Tensor::rand_uniform(&[n, loc.len()], 1e-12, 1.0 - 1e-12, rng);
+        let dim = logistics.len();
+        let u: Tensor<f64> = Tensor::rand_uniform(&[n, dim], 1e-12, 1.0 - 1e-12, rng);
         let values = u.to_vec().into_iter().enumerate().map(|(i, u)| {
-            let d = i % loc.len();
-            let s = log_scale[d].as_f64().exp();
-            T::of(loc[d].as_f64() + s * (u / (1.0 - u)).ln())
+            let (m, s) = logistics[i % dim];
+            T::of(m + s * (u / (1.0 - u)).ln())
         });
-        let y = Tensor::from_vec(values.collect(), &[n, loc.len()]).expect("n x latent values");
+        let y = Tensor::from_vec(values.collect(), &[n, dim]).expect("n x latent values");
         Self::quantise(&y)
     }
 
