@@ -55,10 +55,17 @@ fn run(models: &[Vae; 3], data: &[u8]) {
         },
         _ => Coding::Latents,
     };
+    let count = 1 + (first >> 5) as usize;
+    // Some headers carry a folder's file names.
+    let names = match first & 0x10 {
+        0 => Vec::new(),
+        _ => (0..count).map(|i| format!("{i}.png")).collect(),
+    };
     let container = Container {
         model_hash: MODEL,
         coding,
-        dims: vec![1 + (first >> 5) as usize, 4, 4],
+        dims: vec![count, 4, 4],
+        names,
         data_hash: [0; 32],
         words: rest
             .chunks_exact(4)
