@@ -280,7 +280,7 @@ impl<T: Element> Vae<T> {
         self.config.arch == Arch::Codec
     }
 
-    /// The codec's learned prior (location, log-scale), each [latent_dim].
+    /// The codec's learned prior (location, log-scale), each `[latent_dim]`.
     pub fn prior(&self) -> Option<(&Var<T>, &Var<T>)> {
         self.prior_loc.as_ref().zip(self.prior_log_scale.as_ref())
     }
