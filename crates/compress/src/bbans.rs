@@ -4,9 +4,12 @@
 //! (taking bits that are already there back out), push x under p(x|z),
 //! push z under the prior. The net cost is log q(z|x) - log p(x|z) -
 //! log p(z), whose mean is the negative ELBO. The first image finds the
-//! stack empty: popping from it costs the "initial bits" that later images
-//! get back, so the overhead is paid once per file, not per image.
-//! Decompression runs the same steps backwards, images last to first.
+//! stack empty, with no bits to take back: its z is each dimension's most
+//! likely bucket under the posterior, coded in full (popping from an empty
+//! coder would give the lowest bucket of every dimension, the posterior's
+//! far tail, and a poorly coded image). What it does not get back is the
+//! "initial bits", paid once per file, not per image. Decompression runs
+//! the same steps backwards, images last to first.
 //!
 //! The network runs on one image at a time on both sides, so compressor and
 //! decompressor compute bit-identical probabilities.
@@ -94,6 +97,14 @@ impl<'m> BitsBack<'m> {
         self.pixels.models(&decoded, self.image_len())
     }
 
+    /// A latent dimension's most likely bucket under `q`.
+    fn mode(&self, q: &Categorical) -> usize {
+        let p = |j: usize| q.floating_point_probability::<f64>(j);
+        (0..self.buckets.count())
+            .max_by(|&a, &b| p(a).total_cmp(&p(b)))
+            .expect("at least two buckets")
+    }
+
     fn prior(&self) -> DefaultUniformModel {
         DefaultUniformModel::new(self.buckets.count())
     }
@@ -105,19 +116,22 @@ impl<'m> BitsBack<'m> {
         for (i, image) in images.iter().enumerate() {
             let before = coder.num_bits() as f64;
             let posterior = self.posterior(image)?;
-            let z = coder
-                .decode_symbols(&posterior)
-                .collect::<std::result::Result<Vec<usize>, _>>()
-                .map_err(coding_error)?;
-            if i == 0 {
-                // The empty stack could not give these bits back: the
-                // information content of the first z under the posterior.
+            let z = if i == 0 {
+                let z: Vec<usize> = posterior.iter().map(|q| self.mode(q)).collect();
+                // What the empty stack could not give back: the information
+                // content of the first z under the posterior.
                 initial_bits = z
                     .iter()
                     .zip(&posterior)
                     .map(|(&j, q)| -q.floating_point_probability::<f64>(j).log2())
                     .sum();
-            }
+                z
+            } else {
+                coder
+                    .decode_symbols(&posterior)
+                    .collect::<std::result::Result<Vec<usize>, _>>()
+                    .map_err(coding_error)?
+            };
             let symbols: Vec<usize> = image.iter().map(|&b| self.pixels.symbol(b)).collect();
             let models = self.likelihood(&z)?;
             coder
@@ -146,7 +160,7 @@ impl<'m> BitsBack<'m> {
             .map_err(|_| Error::Corrupt("the coded data ends in a zero word".into()))?;
         let latent = self.model.latent_dim();
         let mut images = Vec::with_capacity(count);
-        for _ in 0..count {
+        for k in 0..count {
             let z = coder
                 .decode_iid_symbols(latent, self.prior())
                 .collect::<std::result::Result<Vec<usize>, _>>()
@@ -157,10 +171,13 @@ impl<'m> BitsBack<'m> {
                 .map(|s| s.map(|s| self.pixels.byte(s)))
                 .collect::<std::result::Result<_, _>>()
                 .map_err(coding_error)?;
-            let posterior = self.posterior(&image)?;
-            coder
-                .encode_symbols_reverse(z.iter().zip(&posterior))
-                .map_err(coding_error)?;
+            // The first image (decoded last) took no bits from the stack.
+            if k + 1 < count {
+                let posterior = self.posterior(&image)?;
+                coder
+                    .encode_symbols_reverse(z.iter().zip(&posterior))
+                    .map_err(coding_error)?;
+            }
             images.push(image);
         }
         if !coder.is_empty() {

@@ -9,7 +9,7 @@
 //! | bytes | field |
 //! | --- | --- |
 //! | 4 | magic `DGNZ` |
-//! | 1 | format version (1) |
+//! | 1 | format version (2) |
 //! | 16 | the model: SHA-256 of its checkpoint file, first 16 bytes |
 //! | 1 | coding: 0 binary pixels, 1 8-bit levels (both bits-back), 2 a codec's latents (lossy); + 0x80 when file names follow the dimensions |
 //! | 1 | the byte of a binary 1 (0 otherwise) |
@@ -41,7 +41,9 @@ pub enum Coding {
 }
 
 const MAGIC: &[u8; 4] = b"DGNZ";
-const VERSION: u8 = 1;
+/// 2: the first image's latent is its posterior's mode (1 decoded it from
+/// an empty coder).
+const VERSION: u8 = 2;
 /// The most pixels a file may hold (2 GiB), checked before decoding.
 const MAX_PIXELS: usize = 1 << 31;
 /// The coding byte's flag for a names block.
