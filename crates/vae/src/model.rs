@@ -40,15 +40,19 @@ impl<T: Element> ModuleField<T> for dyn VaeNet<T> {
     }
 }
 
+/// A VAE error as the `Forward` trait's.
+fn as_nn(e: Error) -> deepgen_nn::Error {
+    deepgen_nn::Error::Invalid {
+        op: "vae",
+        msg: e.to_string(),
+    }
+}
+
 /// `Forward::forward` of a [`VaeNet`]: decode the posterior mean.
 pub(crate) fn forward_through_mean<T: Element>(
     net: &dyn VaeNet<T>,
     x: &Var<T>,
 ) -> deepgen_nn::Result<Var<T>> {
-    let as_nn = |e: Error| deepgen_nn::Error::Invalid {
-        op: "vae",
-        msg: e.to_string(),
-    };
     let (mu, _) = net.encode(x).map_err(as_nn)?;
     net.decode(&mu).map_err(as_nn)
 }
@@ -494,10 +498,6 @@ impl<T: Element> Forward<T> for Vae<T> {
     /// The pixel means of the reconstruction through the posterior mean
     /// (rounded, for a codec: what decompression gives).
     fn forward(&self, x: &Var<T>) -> deepgen_nn::Result<Var<T>> {
-        let as_nn = |e: Error| deepgen_nn::Error::Invalid {
-            op: "vae",
-            msg: e.to_string(),
-        };
         let z = self.latent_point(x).map_err(as_nn)?;
         Ok(self.mean(&self.decode(&z).map_err(as_nn)?))
     }

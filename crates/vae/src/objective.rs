@@ -158,7 +158,7 @@ pub fn codec_rate_distortion(model: &Vae, x: &Tensor) -> Result<RateDistortion> 
         let z = model.latent_point(&Var::constant(x.clone()))?;
         let bits = model.rate(&z)?.item()? as f64 / std::f64::consts::LN_2;
         let recon = model.mean(&model.decode(&z)?).value().to_vec();
-        let original = x.contiguous().to_vec();
+        let original = x.to_vec();
         let se: f64 = recon
             .iter()
             .zip(&original)
