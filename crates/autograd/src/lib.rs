@@ -36,6 +36,7 @@ mod ops;
 mod var;
 
 pub use deepgen_kernels::{Conv2dOptions, Pool2dOptions};
+pub use deepgen_tensor::budget;
 pub use deepgen_tensor::{DType, Element, Error as TensorError, Tensor};
 pub use engine::grad;
 pub use error::{Error, Result};

@@ -14,6 +14,11 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
     }
 }
 
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { path, source }
+}
+
 /// Parses one batch file's bytes into (pixels, labels).
 pub fn parse_batch(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u16>)> {
     if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
@@ -40,6 +45,33 @@ pub fn parse_batch(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u16>)> {
     Ok((pixels, labels))
 }
 
+/// The archive's name, as downloaded.
+pub const ARCHIVE: &str = "cifar-10-binary.tar.gz";
+/// The folder the archive unpacks to.
+pub const BATCHES: &str = "cifar-10-batches-bin";
+
+/// Where the batch files are: `dir` itself, or the archive's folder in it
+/// (where `deepgen download cifar10` leaves them). Only the archive there
+/// is an error that says how to unpack it.
+pub fn batches_dir(dir: &Path) -> Result<PathBuf> {
+    let has = |d: &Path| d.join("test_batch.bin").exists() || d.join("data_batch_1.bin").exists();
+    let inner = dir.join(BATCHES);
+    if has(dir) || !has(&inner) && !dir.join(ARCHIVE).exists() {
+        // Missing files are named when they are read.
+        return Ok(dir.to_path_buf());
+    }
+    if has(&inner) {
+        return Ok(inner);
+    }
+    Err(bad(
+        &dir.join(ARCHIVE),
+        format!(
+            "the archive is not unpacked; `deepgen download cifar10 --dir {}` unpacks it (or `tar xzf` it there)",
+            dir.display()
+        ),
+    ))
+}
+
 /// The batch files of a split in `dir` (the `cifar-10-batches-bin` folder).
 pub fn split_files(dir: &Path, train: bool) -> Vec<PathBuf> {
     if train {
@@ -53,8 +85,9 @@ pub fn split_files(dir: &Path, train: bool) -> Vec<PathBuf> {
 
 /// Loads the train (50,000) or test (10,000) split: items [3, 32, 32], 10 classes.
 pub fn load_split(dir: &Path, train: bool) -> Result<InMemory> {
+    let dir = batches_dir(dir)?;
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    for f in split_files(dir, train) {
+    for f in split_files(&dir, train) {
         let bytes = std::fs::read(&f).map_err(|source| Error::Io {
             path: f.clone(),
             source,
@@ -66,16 +99,30 @@ pub fn load_split(dir: &Path, train: bool) -> Result<InMemory> {
     InMemory::new(Pixels::U8(pixels), &[3, 32, 32], Some((labels, 10)))
 }
 
-/// Unpacks `cifar-10-binary.tar.gz` into `dir`. Entries that would land
-/// outside `dir` (absolute paths, `..`) and links are refused, not written.
+/// Unpacks `cifar-10-binary.tar.gz` into `dir` (which then holds
+/// [`BATCHES`]). Entries that would land outside `dir` (absolute paths,
+/// `..`) and links are refused, not written. The archive is unpacked into
+/// a temporary folder renamed into place when complete, so an interrupted
+/// unpacking never leaves a partial batch folder behind.
 pub fn extract(archive: &Path, dir: &Path) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
-    };
+    let staging = dir.join(format!(".{BATCHES}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let unpacked = unpack(archive, &staging).and_then(|()| {
+        let (from, to) = (staging.join(BATCHES), dir.join(BATCHES));
+        if !from.is_dir() {
+            return Err(bad(archive, format!("holds no {BATCHES} folder")));
+        }
+        let _ = std::fs::remove_dir_all(&to);
+        std::fs::rename(&from, &to).map_err(io(&to))
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    unpacked
+}
+
+fn unpack(archive: &Path, dir: &Path) -> Result<()> {
     let file = std::fs::File::open(archive).map_err(io(archive))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     for entry in tar.entries().map_err(io(archive))? {
         let mut entry = entry.map_err(io(archive))?;
         let name = entry.path().map_err(io(archive))?.into_owned();
@@ -119,5 +166,57 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("label 12"));
+    }
+
+    /// A tar.gz laid out like CIFAR-10's, with `records` records per batch.
+    fn fake_archive(path: &Path, records: usize) {
+        let file = std::fs::File::create(path).unwrap();
+        let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let names = (1..=5).map(|i| format!("data_batch_{i}.bin"));
+        for name in names.chain(["test_batch.bin".to_string()]) {
+            let body: Vec<u8> = (0..records)
+                .flat_map(|r| {
+                    std::iter::once((r % 10) as u8).chain(std::iter::repeat_n(7, RECORD - 1))
+                })
+                .collect();
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, format!("{BATCHES}/{name}"), &body[..])
+                .unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+
+    #[test]
+    fn a_downloaded_archive_unpacks_and_loads_from_its_folder() {
+        let dir = std::env::temp_dir().join(format!("deepgen-cifar-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let archive = dir.join(ARCHIVE);
+        fake_archive(&archive, 3);
+        // Only the archive: the error says how to unpack it.
+        let e = load_split(&dir, false).unwrap_err().to_string();
+        assert!(
+            e.contains("not unpacked") && e.contains("deepgen download cifar10"),
+            "{e}"
+        );
+        extract(&archive, &dir).unwrap();
+        // No staging folder is left, and `dir` itself now loads.
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        let test = load_split(&dir, false).unwrap();
+        assert_eq!(crate::Dataset::len(&test), 3);
+        let train = load_split(&dir, true).unwrap();
+        assert_eq!(crate::Dataset::len(&train), 15);
+        // Unpacking again replaces the folder.
+        extract(&archive, &dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,21 +25,57 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
     }
 }
 
-/// Reads a file, inflating it when it starts with the gzip magic.
+/// Reads a file, inflating it when it starts with the gzip magic. A gzip
+/// stream is inflated no further than its IDX header says the file holds
+/// (one byte more, to tell a longer file), so a small file that inflates
+/// to gigabytes is refused after a few bytes, not after taking the memory.
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| bad(path, format!("corrupt gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let corrupt = |e: std::io::Error| bad(path, format!("corrupt gzip stream: {e}"));
+    let mut stream = flate2::read::GzDecoder::new(&raw[..]);
+    let mut out = Vec::new();
+    // The magic and rank, then the dimensions: the rest's length follows.
+    (&mut stream)
+        .take(4)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    if out.len() == 4 && out[0] == 0 && out[1] == 0 {
+        let rank = out[3] as u64;
+        (&mut stream)
+            .take(4 * rank)
+            .read_to_end(&mut out)
+            .map_err(corrupt)?;
+        let body = declared_body(path, &out)?;
+        (&mut stream)
+            .take(body.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(corrupt)?;
+    } else {
+        // Not IDX: parse() names what it is; a few bytes suffice for that.
+        (&mut stream)
+            .take(64)
+            .read_to_end(&mut out)
+            .map_err(corrupt)?;
+    }
+    Ok(out)
+}
+
+/// The body length an IDX header declares (when the header is complete),
+/// checked against the memory budget before any of it is inflated.
+fn declared_body(path: &Path, header: &[u8]) -> Result<u64> {
+    let dims: Vec<usize> = header[4..]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    let bytes = deepgen_tensor::budget::shape_bytes(&dims, 1);
+    deepgen_tensor::budget::check(&format!("{}: dimensions {dims:?}", path.display()), bytes)?;
+    Ok(bytes as u64)
 }
 
 /// The IDX header of unsigned bytes with `dims` (canonical, so a parsed
@@ -171,6 +207,43 @@ pub fn load_split(dir: &Path, train: bool) -> Result<InMemory> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_inflated_only_as_far_as_its_header_says() {
+        let dir = std::env::temp_dir().join(format!("deepgen-idx-bomb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // 10 images of 28x28 declared, 64 MiB of zeros in the stream.
+        let mut raw = idx_bytes(&[10, 28, 28], &[]);
+        raw.resize(raw.len() + (64 << 20), 0);
+        let path = dir.join("bomb.gz");
+        std::fs::write(&path, gzip(&raw)).unwrap();
+        let inflated = read_maybe_gzip(&path).unwrap();
+        assert_eq!(
+            inflated.len(),
+            16 + 7840 + 1,
+            "stops one byte past the body"
+        );
+        let e = read(&path).unwrap_err().to_string();
+        assert!(e.contains("bytes after the 7840"), "{e}");
+        // A header that declares more than the memory budget is refused
+        // before its body is inflated.
+        let huge = idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[1, 2, 3]);
+        std::fs::write(&path, gzip(&huge)).unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(e.contains("memory budget"), "{e}");
+        // A well-formed gzip IDX still reads whole.
+        let good = idx_bytes(&[2, 2], &[1, 2, 3, 4]);
+        std::fs::write(&path, gzip(&good)).unwrap();
+        assert_eq!(read(&path).unwrap().data, [1, 2, 3, 4]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     pub(crate) fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
         let mut v = vec![0, 0, 8, dims.len() as u8];

@@ -99,6 +99,8 @@ fn render(lines: &[Vec<Pt>], size: usize, width: f32, soft: f32, out: &mut [f32]
 /// `n` labelled 28x28 digits (labels cycle 0..10), values in [0, 1], shape [1, 28, 28].
 pub fn digits(n: usize, seed: u64) -> Result<InMemory> {
     const SIZE: usize = 28;
+    let bytes = deepgen_tensor::budget::shape_bytes(&[n, SIZE, SIZE], size_of::<f32>());
+    deepgen_tensor::budget::check(&format!("{n} synthetic digits"), bytes)?;
     let mut pixels = vec![0.0f32; n * SIZE * SIZE];
     let mut labels = Vec::with_capacity(n);
     for (i, out) in pixels.chunks_exact_mut(SIZE * SIZE).enumerate() {

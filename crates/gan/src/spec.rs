@@ -70,7 +70,7 @@ pub fn try_load_generator(path: &Path) -> Result<Option<Box<dyn Generator>>> {
         op: "gan checkpoint",
         msg: format!("{}: unreadable net spec: {e}", path.display()),
     })?;
-    let g = spec.generator(0)?;
+    let g = checkpoint::within_file(path, &tensors, || spec.generator(0))?;
     checkpoint::load_entries(g.as_module(), path, tensors, true)?;
     Ok(Some(g))
 }

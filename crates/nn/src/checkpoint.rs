@@ -186,6 +186,14 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded> {
         reason,
     };
     let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+    // The header parsed: its length prefix and JSON are sound. The crate
+    // keeps the last of two entries with one name; a file that names a
+    // tensor twice is ambiguous, so it is refused.
+    let header =
+        &bytes[8..][..u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize];
+    if let Some(name) = first_duplicate_key(header) {
+        return Err(corrupt(format!("the header names tensor {name:?} twice")));
+    }
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
@@ -217,6 +225,59 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+/// The first key that occurs twice at the top of a JSON object, if any.
+fn first_duplicate_key(json: &[u8]) -> Option<String> {
+    struct Dup(Option<String>);
+    impl<'de> serde::Deserialize<'de> for Dup {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Keys;
+            impl<'de> serde::de::Visitor<'de> for Keys {
+                type Value = Dup;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> std::result::Result<Dup, A::Error> {
+                    let mut seen = std::collections::HashSet::new();
+                    let mut dup = None;
+                    while let Some(key) = map.next_key::<String>()? {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        if !seen.insert(key.clone()) && dup.is_none() {
+                            dup = Some(key);
+                        }
+                    }
+                    Ok(Dup(dup))
+                }
+            }
+            d.deserialize_map(Keys)
+        }
+    }
+    serde_json::from_slice::<Dup>(json).ok().and_then(|d| d.0)
+}
+
+/// Runs `build` (a model sized by the metadata of `path`, whose tensors are
+/// `entries`) with no more room for parameters than the file's values take
+/// as f32: crafted metadata that describes a larger model fails with a
+/// message before the model's memory is taken, instead of allocating
+/// whatever it claims.
+pub fn within_file<R>(
+    path: &Path,
+    entries: &[(String, TensorData)],
+    build: impl FnOnce() -> R,
+) -> R {
+    let values: u128 = entries
+        .iter()
+        .map(|(_, t)| t.shape().iter().map(|&d| d as u128).product::<u128>())
+        .sum();
+    let context = format!(
+        "{}: its metadata describes a model larger than the {values} values the file holds",
+        path.display()
+    );
+    deepgen_tensor::budget::within(values * 4, context, build)
 }
 
 fn le_values<V, const N: usize>(bytes: &[u8], f: fn([u8; N]) -> V) -> Vec<V> {

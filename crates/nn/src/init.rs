@@ -150,6 +150,17 @@ pub fn default_bias<T: Element, R: Rng + ?Sized>(
     Ok(uniform(&[len], -b, b, rng))
 }
 
+/// Takes a parameter of `shape` from the memory budget before it is
+/// allocated ([`deepgen_tensor::budget::reserve`]), so a layer sized by a
+/// flag or by checkpoint metadata fails with a message, not an abort.
+pub fn reserve<T: Element>(what: &str, shape: &[usize]) -> Result<()> {
+    Ok(deepgen_tensor::budget::reserve(
+        what,
+        shape,
+        size_of::<T>(),
+    )?)
+}
+
 /// Replaces a Var's value (a parameter's, say) with `value` of the same shape.
 pub fn fill_<T: Element>(var: &Var<T>, value: Tensor<T>) -> Result<()> {
     Ok(var.set_value(value)?)

@@ -15,6 +15,7 @@ mod layers;
 pub mod loss;
 pub mod module;
 
+pub use deepgen_autograd::budget;
 pub use deepgen_autograd::{Conv2dOptions, Element, Tensor, Var};
 pub use deepgen_derive::Module;
 pub use error::{Error, Result};

@@ -212,3 +212,63 @@ fn files_with_the_same_state_and_metadata_have_the_same_bytes() {
     assert_eq!(back, entries);
     assert_eq!(m, meta());
 }
+
+/// A safetensors file whose header is `header` (JSON) over `body`.
+fn with_header(header: &str, body: &[u8]) -> Vec<u8> {
+    let mut h = header.to_string();
+    while !h.len().is_multiple_of(8) {
+        h.push(' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h.as_bytes());
+    out.extend(body);
+    out
+}
+
+#[test]
+fn a_tensor_named_twice_is_refused() {
+    let entry = r#"{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#;
+    let body = 1.5f32.to_le_bytes();
+    let once = with_header(&format!(r#"{{"w":{entry}}}"#), &body);
+    assert!(checkpoint::from_bytes(Path::new("once"), &once).is_ok());
+    let twice = with_header(&format!(r#"{{"w":{entry},"w":{entry}}}"#), &body);
+    let e = checkpoint::from_bytes(Path::new("twice"), &twice).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("\"w\" twice"), "{e}");
+}
+
+#[test]
+fn metadata_that_describes_more_than_the_file_holds_fails_before_allocating() {
+    let path = tmp("small.safetensors");
+    checkpoint::save(&net(3), &path).unwrap();
+    let (entries, _) = checkpoint::load_tensors(&path).unwrap();
+    // The file's own model fits exactly in what it holds...
+    checkpoint::within_file(&path, &entries, || {
+        Linear::<f32>::new(4, 3, true, &mut ChaCha8Rng::seed_from_u64(0))
+    })
+    .unwrap();
+    // ...a model metadata could claim does not: it fails at the layer's
+    // size check, before its weights exist (300 MB, within the memory
+    // budget, far beyond the file's few dozen values).
+    let e = checkpoint::within_file(&path, &entries, || {
+        Linear::<f32>::new(784, 100_000, true, &mut ChaCha8Rng::seed_from_u64(0))
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("its metadata describes a model larger than the"),
+        "{e}"
+    );
+    // Sizes whose product overflows are refused too, not wrapped.
+    let e = Linear::<f32>::new(
+        usize::MAX,
+        usize::MAX,
+        true,
+        &mut ChaCha8Rng::seed_from_u64(0),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("memory budget"), "{e}");
+}

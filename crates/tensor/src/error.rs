@@ -38,6 +38,10 @@ pub enum Error {
         shape: Vec<usize>,
         msg: String,
     },
+    /// A size from outside (a flag, a header, metadata) over the memory
+    /// budget ([`crate::budget`]) or over what a file holds.
+    #[error("{msg}")]
+    OverBudget { msg: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,6 +9,7 @@
 //! allocate the same sizes step after step, and handing a freed buffer back
 //! saves the page faults that fresh allocations of large buffers cost.
 
+pub mod budget;
 mod display;
 mod element;
 mod error;

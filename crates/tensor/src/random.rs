@@ -8,7 +8,7 @@ use crate::{Element, Tensor};
 impl<T: Element> Tensor<T> {
     /// Samples from U(low, high).
     pub fn rand_uniform<R: Rng + ?Sized>(shape: &[usize], low: T, high: T, rng: &mut R) -> Self {
-        let n = shape.iter().product();
+        let n = crate::budget::alloc_numel(shape);
         let mut buf = Buffer::for_overwrite(n);
         let (lo, width) = (low.as_f64(), (high - low).as_f64());
         for v in buf.iter_mut() {
@@ -19,7 +19,7 @@ impl<T: Element> Tensor<T> {
 
     /// Samples from N(mean, std^2), by the Box-Muller transform.
     pub fn randn<R: Rng + ?Sized>(shape: &[usize], mean: T, std: T, rng: &mut R) -> Self {
-        let n = shape.iter().product();
+        let n = crate::budget::alloc_numel(shape);
         let mut buf = Buffer::for_overwrite(n);
         let (m, s) = (mean.as_f64(), std.as_f64());
         for pair in buf.chunks_mut(2) {

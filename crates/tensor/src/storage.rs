@@ -59,13 +59,14 @@ impl<T: Element> Pool<T> {
         Some(v)
     }
 
-    fn give(&self, v: Vec<T>) {
+    /// Keeps `v` for reuse; false when it is not kept (and will be freed).
+    fn give(&self, v: Vec<T>) -> bool {
         let bytes = v.len() * size_of::<T>();
         if v.len() < POOL_MIN_LEN || v.len() != v.capacity() {
-            return;
+            return false;
         }
         let Ok(mut guard) = self.inner.lock() else {
-            return;
+            return false;
         };
         let inner = guard.get_or_insert_with(|| PoolInner {
             free: HashMap::new(),
@@ -74,7 +75,9 @@ impl<T: Element> Pool<T> {
         if inner.bytes + bytes <= pool_limit_bytes() {
             inner.bytes += bytes;
             inner.free.entry(v.len()).or_default().push(v);
+            return true;
         }
+        false
     }
 
     /// Bytes held for reuse right now.
@@ -110,9 +113,13 @@ impl<T: Element> Buffer<T> {
     pub fn for_overwrite(len: usize) -> Self {
         match T::pool().take(len) {
             Some(data) => Buffer { data },
-            None => Buffer {
-                data: vec![T::zero(); len],
-            },
+            None => {
+                // Counted against the memory budget before it is taken.
+                crate::budget::take_live(len, size_of::<T>());
+                Buffer {
+                    data: vec![T::zero(); len],
+                }
+            }
         }
     }
 
@@ -125,6 +132,7 @@ impl<T: Element> Buffer<T> {
 
     /// Wraps an existing vector without copying.
     pub fn from_vec(data: Vec<T>) -> Self {
+        crate::budget::take_live(data.len(), size_of::<T>());
         Buffer { data }
     }
 
@@ -137,7 +145,9 @@ impl<T: Element> Buffer<T> {
 
     /// Gives the vector out (it then no longer returns to the pool).
     pub fn into_vec(mut self) -> Vec<T> {
-        std::mem::take(&mut self.data)
+        let v = std::mem::take(&mut self.data);
+        crate::budget::free_live(v.len(), size_of::<T>());
+        v
     }
 }
 
@@ -163,8 +173,10 @@ impl<T: Element> DerefMut for Buffer<T> {
 impl<T: Element> Drop for Buffer<T> {
     fn drop(&mut self) {
         let v = std::mem::take(&mut self.data);
-        if !v.is_empty() {
-            T::pool().give(v);
+        let len = v.len();
+        // A buffer the pool keeps stays counted as live.
+        if len > 0 && !T::pool().give(v) {
+            crate::budget::free_live(len, size_of::<T>());
         }
     }
 }

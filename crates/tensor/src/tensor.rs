@@ -81,7 +81,7 @@ impl<T: Element> Tensor<T> {
     }
 
     pub fn full(shape: &[usize], value: T) -> Self {
-        let numel = shape.iter().product();
+        let numel = crate::budget::alloc_numel(shape);
         Tensor {
             storage: Arc::new(Buffer::filled(numel, value)),
             layout: Layout::contiguous(shape),

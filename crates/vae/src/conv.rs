@@ -41,6 +41,8 @@ impl<T: Element> ConvVae<T> {
         let scale = 1usize << widths.len();
         let (down, up) = halving();
         let (hs, ws, last) = (h / scale, w / scale, widths[widths.len() - 1]);
+        // Saturating: an absurd width then fails the dense layer's budget check.
+        let flat = last.saturating_mul(hs * ws);
         let mut encoder = Sequential::new();
         let mut inputs = c;
         for &width in widths {
@@ -51,14 +53,14 @@ impl<T: Element> ConvVae<T> {
         }
         let encoder = encoder
             .add(Flatten::default())
-            .add(Linear::new(last * hs * ws, hidden, true, rng)?)
+            .add(Linear::new(flat, hidden, true, rng)?)
             .add(Relu);
         let fc_mu = Linear::new(hidden, latent, true, rng)?;
         let fc_logvar = Linear::new(hidden, latent, true, rng)?;
         let mut decoder = Sequential::new()
             .add(Linear::new(latent, hidden, true, rng)?)
             .add(Relu)
-            .add(Linear::new(hidden, last * hs * ws, true, rng)?)
+            .add(Linear::new(hidden, flat, true, rng)?)
             .add(Relu)
             .add(Unflatten::new(1, &[last, hs, ws]));
         for (i, &width) in widths.iter().enumerate().rev() {

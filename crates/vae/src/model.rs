@@ -231,6 +231,11 @@ impl<T: Element> Vae<T> {
                 msg: format!("sizes must be positive: image {shape:?}, hidden {h}, latent {z}"),
             });
         }
+        // Every product of the image's sizes below then fits in a usize.
+        deepgen_nn::budget::check(
+            &format!("an image of shape {shape:?}"),
+            deepgen_nn::budget::shape_bytes(shape, size_of::<T>()),
+        )?;
         let outputs = config.likelihood.outputs_per_pixel();
         let net: Box<dyn VaeNet<T>> = match config.arch {
             Arch::Mlp => Box::new(MlpVae::new(shape, h, z, outputs, &mut rng)?),
@@ -540,7 +545,7 @@ impl Vae {
                 }
             }
         };
-        let model = Vae::new(config, 0)?;
+        let model = checkpoint::within_file(path, &tensors, || Vae::new(config, 0))?;
         checkpoint::load_entries(&model, path, tensors, true)?;
         Ok(model)
     }

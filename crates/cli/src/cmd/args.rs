@@ -378,6 +378,20 @@ pub fn positive(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// Builds the model(s) of a training run within a quarter of the memory
+/// budget: training holds four copies of the parameters (the weights, their
+/// gradients and Adam's two moments), so sizes from flags that cannot train
+/// stop here, before the weights are drawn.
+pub fn for_training<R>(build: impl FnOnce() -> R) -> R {
+    use deepgen_tensor::budget;
+    let limit = budget::limit() as u128;
+    let context = format!(
+        "the model is too large to train: its weights, gradients and Adam's two moments (4 copies) must fit the memory budget of {} (--memory-budget)",
+        budget::human(limit)
+    );
+    budget::within(limit / 4, context, build)
+}
+
 /// A finite number at least zero that stays finite in f32.
 pub fn non_negative(s: &str) -> std::result::Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;

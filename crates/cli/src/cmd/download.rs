@@ -21,8 +21,15 @@ pub fn run(a: Args) -> Result<()> {
         .dir
         .unwrap_or_else(|| PathBuf::from("data").join(&a.dataset));
     let files = deepgen_data::download::download(&a.dataset, &dir, &Default::default())?;
-    for f in files {
+    for f in &files {
         println!("{}", f.display());
+    }
+    // CIFAR-10 comes as one archive: unpacked here, `--dataset cifar10
+    // --data-dir DIR` reads its batches.
+    if a.dataset == "cifar10" {
+        let archive = dir.join(deepgen_data::cifar::ARCHIVE);
+        deepgen_data::cifar::extract(&archive, &dir)?;
+        println!("{}", dir.join(deepgen_data::cifar::BATCHES).display());
     }
     Ok(())
 }

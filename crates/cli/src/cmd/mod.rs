@@ -36,6 +36,11 @@ pub struct Cli {
     /// the file turns on stays on) [default: none]
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// The memory budget in GiB: sizes from flags, file headers and
+    /// checkpoint metadata that need more stop with a message before memory
+    /// is taken [default: the machine's physical memory]
+    #[arg(long, global = true, value_parser = args::positive)]
+    memory_budget: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,7 +118,18 @@ pub fn run(cli: Cli) -> Result<()> {
             .build_global()
             .map_err(|e| Error::Usage(format!("--threads {n}: {e}")))?;
     }
-    match cli.command {
+    if let Some(gib) = cli.memory_budget {
+        deepgen_tensor::budget::set_limit((gib * (1u64 << 30) as f64).min(u64::MAX as f64) as u64);
+    }
+    // A tensor over the budget (an activation of absurd sizes, say) unwinds
+    // rather than aborting in the allocator; here it becomes an error.
+    deepgen_tensor::budget::quiet_hook();
+    let over = |e: deepgen_tensor::Error| Error::Nn(deepgen_nn::Error::from(e));
+    deepgen_tensor::budget::catch(|| dispatch(cli.command)).map_err(over)?
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
         Command::Download(a) => download::run(a),
         Command::Train(Train::Vae(a)) => train_vae::run(a),
         Command::Train(Train::Gan(a)) => train_gan::run(a),
@@ -134,7 +150,7 @@ pub fn run(cli: Cli) -> Result<()> {
 /// Keys of a run's config.json that are records, not flags.
 const RECORD_KEYS: [&str; 5] = ["command", "model", "generator", "discriminator", "data"];
 /// Flags a config file never sets: how this invocation starts, not what it runs.
-const NOT_FROM_CONFIG: [&str; 4] = ["resume", "force", "config", "threads"];
+const NOT_FROM_CONFIG: [&str; 5] = ["resume", "force", "config", "threads", "memory-budget"];
 
 /// The command line with the flags of `--config FILE` added (those not
 /// given on the command line).

@@ -227,13 +227,19 @@ fn train_config(a: &Args) -> TrainConfig {
 pub fn run(a: Args) -> Result<()> {
     let (data, _) = a.common.data.split()?;
     let spec = nets(&a, &data.item_shape(), data.num_classes())?;
-    let g = spec.generator(a.seed.wrapping_mul(2))?;
-    let d = spec.discriminator(a.seed.wrapping_mul(2).wrapping_add(1))?;
+    let (g, d) = super::args::for_training(|| {
+        Ok::<_, Error>((
+            spec.generator(a.seed.wrapping_mul(2))?,
+            spec.discriminator(a.seed.wrapping_mul(2).wrapping_add(1))?,
+        ))
+    })?;
     let config = train_config(&a);
     // On --resume the checkpoint's weights win; --init is for a new run.
     if let (Some(init), false) = (&a.init, a.common.run.resume) {
         deepgen_nn::checkpoint::load(g.as_module(), &init.0, true)?;
         deepgen_nn::checkpoint::load(d.as_module(), &init.1, true)?;
+        super::sample::check_finite(g.as_module(), &init.0)?;
+        super::sample::check_finite(d.as_module(), &init.1)?;
     }
     println!(
         "training {} ({} loss; G {} and D {} parameters) on {} items ({}), {}",

@@ -160,10 +160,11 @@ pub fn run(a: Args) -> Result<()> {
         widths: a.widths.clone(),
         likelihood,
     };
-    let model = Vae::new(config, a.seed)?;
+    let model = super::args::for_training(|| Vae::new(config, a.seed))?;
     // On --resume the checkpoint's weights win; --init is for a new run.
     if let (Some(init), false) = (&a.init, a.common.run.resume) {
         deepgen_nn::checkpoint::load(&model, init, true)?;
+        super::sample::check_finite(&model, init)?;
     }
     let run = a
         .common

@@ -75,6 +75,7 @@ impl<T: Element> Conv2d<T> {
         rng: &mut R,
     ) -> Result<Self> {
         let shape = [outputs, inputs, kernel, kernel];
+        init::reserve::<T>("a Conv2d weight", &shape)?;
         let weight = Var::parameter(init::default_weight(&shape, rng)?);
         let bias = match config.bias {
             true => Some(Var::parameter(init::default_bias(&shape, outputs, rng)?)),
@@ -154,6 +155,7 @@ impl<T: Element> ConvTranspose2d<T> {
         rng: &mut R,
     ) -> Result<Self> {
         let shape = [inputs, outputs, kernel, kernel];
+        init::reserve::<T>("a ConvTranspose2d weight", &shape)?;
         let weight = Var::parameter(init::default_weight(&shape, rng)?);
         let bias = match config.bias {
             true => Some(Var::parameter(init::default_bias(&shape, outputs, rng)?)),

@@ -36,6 +36,10 @@ impl<T: Element> Linear<T> {
         rng: &mut R,
     ) -> Result<Self> {
         let shape = [outputs, inputs];
+        init::reserve::<T>(
+            "a Linear weight",
+            &[outputs, inputs.saturating_add(bias as usize)],
+        )?;
         let weight = Var::parameter(init::default_weight(&shape, rng)?);
         let bias = if bias {
             Some(Var::parameter(init::default_bias(&shape, outputs, rng)?))
