@@ -47,8 +47,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code: 2 for usage errors (as clap's), 1 for runs that failed.
+    /// The process exit code: 2 for usage errors (as clap's), 130 after
+    /// Ctrl-C, 1 for runs that failed.
     pub fn exit_code(&self) -> u8 {
+        // A run stopped by Ctrl-C exits as an interrupted process does.
+        if deepgen_train::interrupt::requested() {
+            return 130;
+        }
         match self {
             Error::Usage(_) => 2,
             _ => 1,

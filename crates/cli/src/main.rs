@@ -8,6 +8,19 @@ use clap::Parser;
 mod cmd;
 
 fn main() -> ExitCode {
+    // Ctrl-C: a training run stops at the next step with a checkpoint; a
+    // second Ctrl-C, or one while nothing trains, exits at once (files on
+    // disk are complete at every moment, so nothing is left half-written).
+    let _ = ctrlc::set_handler(|| {
+        if deepgen_train::interrupt::request() {
+            eprintln!(
+                "\nstopping after this step with a checkpoint (Ctrl-C again to stop at once)"
+            );
+        } else {
+            eprintln!("\ninterrupted");
+            std::process::exit(130);
+        }
+    });
     let args = match cmd::expand_config(std::env::args_os().collect()) {
         Ok(args) => args,
         Err(e) => return report(&e),

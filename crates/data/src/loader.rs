@@ -123,6 +123,12 @@ impl DataLoader {
 
     /// The batches of epoch `epoch`, in order.
     pub fn epoch(&self, epoch: u64) -> EpochIter {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of epoch `epoch` after the first `skip` (which are not
+    /// gathered): where an interrupted run resumes inside an epoch.
+    pub fn epoch_from(&self, epoch: u64, skip: usize) -> EpochIter {
         let order = self.order(epoch);
         let mut chunks: Vec<Vec<usize>> = order
             .chunks(self.config.batch_size)
@@ -135,6 +141,7 @@ impl DataLoader {
         {
             chunks.pop();
         }
+        chunks.drain(..skip.min(chunks.len()));
         if !self.config.prefetch {
             return EpochIter {
                 inner: Inner::Direct {
@@ -236,6 +243,10 @@ mod tests {
         assert_ne!(seen, (0..10).collect::<Vec<_>>(), "shuffled");
         seen.sort();
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        let rest: Vec<Batch> = l.epoch_from(0, 2).collect::<Result<_>>().unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].indices, batches[2].indices);
+        assert_eq!(l.epoch_from(0, 9).count(), 0);
         assert_eq!(l.order(0), l.order(0));
         assert_ne!(l.order(0), l.order(1));
         let b = &batches[0];

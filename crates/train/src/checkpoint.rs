@@ -144,30 +144,32 @@ impl Checkpoint {
             .push((format!("number.{name}"), TensorData::F64(t)));
     }
 
-    /// Writes the checkpoint of `epochs_done` epochs; it becomes `last`, and
-    /// `best` too when `best` is true. Older checkpoints that neither
-    /// pointer names are removed; `keep_last` false drops `last` pointers'
-    /// checkpoints once superseded unless they are the best.
+    /// Writes the checkpoint at `at` (whole epochs, or batches into the next
+    /// one when a run was interrupted); it becomes `last`, and `best` too
+    /// when `best` is true. Older checkpoints that neither pointer names
+    /// are removed. Returns the checkpoint's directory.
     pub(crate) fn commit(
         mut self,
         run: &RunDir,
-        epochs_done: usize,
+        at: Position,
         global_step: u64,
         best: bool,
-    ) -> Result<()> {
+    ) -> Result<PathBuf> {
+        let name = at.dir_name();
+        let root = run.join(CHECKPOINTS);
         if !run.is_writer() {
-            return Ok(());
+            return Ok(root.join(name));
         }
         self.trainer
-            .push(("epochs_done".into(), i64s(vec![epochs_done as i64])));
+            .push(("epochs_done".into(), i64s(vec![at.epochs_done as i64])));
+        self.trainer
+            .push(("batches_done".into(), i64s(vec![at.batches_done as i64])));
         self.trainer
             .push(("global_step".into(), i64s(vec![global_step as i64])));
         let trainer = std::mem::take(&mut self.trainer);
         self.files
             .insert(TRAINER_FILE.into(), (trainer, HashMap::new()));
-        let root = run.join(CHECKPOINTS);
         std::fs::create_dir_all(&root).map_err(io(&root))?;
-        let name = format!("epoch-{epochs_done:04}");
         let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir(&tmp).map_err(io(&tmp))?;
@@ -192,7 +194,26 @@ impl Checkpoint {
         for stem in &self.modules {
             link_top(run, &dir, stem)?;
         }
-        prune(&root)
+        prune(&root)?;
+        Ok(dir)
+    }
+}
+
+/// Where a checkpoint stands in a run: epochs finished, and batches of the
+/// next one (0 at an epoch's end; more when a run was interrupted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub epochs_done: usize,
+    pub batches_done: usize,
+}
+
+impl Position {
+    /// `epoch-0003`, or `epoch-0003-batch-000120` inside epoch 4.
+    fn dir_name(self) -> String {
+        match self.batches_done {
+            0 => format!("epoch-{:04}", self.epochs_done),
+            b => format!("epoch-{:04}-batch-{b:06}", self.epochs_done),
+        }
     }
 }
 
@@ -285,6 +306,8 @@ pub struct Restored {
     files: BTreeMap<String, Loaded>,
     /// Epochs the checkpointed run had finished.
     pub epochs_done: usize,
+    /// Batches of the next epoch done (an interrupted run's checkpoint).
+    pub batches_done: usize,
     /// Optimizer steps of the run's main loop so far (TensorBoard's step).
     pub global_step: u64,
 }
@@ -322,12 +345,20 @@ impl Restored {
             dir: dir.to_path_buf(),
             files,
             epochs_done: 0,
+            batches_done: 0,
             global_step: 0,
         };
         r.epochs_done = r
             .int("epochs_done")?
             .try_into()
             .map_err(|_| r.bad("epochs_done"))?;
+        // Absent from checkpoints written before runs could be interrupted.
+        if r.has("batches_done") {
+            r.batches_done = r
+                .int("batches_done")?
+                .try_into()
+                .map_err(|_| r.bad("batches_done"))?;
+        }
         r.global_step = r
             .int("global_step")?
             .try_into()
@@ -367,6 +398,11 @@ impl Restored {
                 _ => None,
             })
             .ok_or_else(|| self.bad(key))
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.file(TRAINER_FILE)
+            .is_ok_and(|(entries, _)| entries.iter().any(|(n, _)| n == key))
     }
 
     fn int(&self, key: &str) -> Result<i64> {
@@ -451,8 +487,11 @@ mod tests {
             c.module("model", &a, HashMap::new()).unwrap();
             c.rng("noise", &rng);
             c.number("best", 0.5);
-            c.commit(&run, epoch, 10 * epoch as u64, epoch == 2)
-                .unwrap();
+            let at = Position {
+                epochs_done: epoch,
+                batches_done: 0,
+            };
+            c.commit(&run, at, 10 * epoch as u64, epoch == 2).unwrap();
         }
         let r = Restored::open(&run).unwrap();
         assert_eq!((r.epochs_done, r.global_step), (3, 30));

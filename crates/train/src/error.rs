@@ -34,6 +34,15 @@ pub enum Error {
         tensor: String,
         value: f64,
     },
+    /// The run stopped on request ([`crate::interrupt`], Ctrl-C) after
+    /// writing a checkpoint of where it was.
+    #[error("interrupted: stopped at epoch {} batch {batch} with a checkpoint in {}; run the same command with --resume to continue", epoch + 1, checkpoint.display())]
+    Interrupted {
+        /// 0-based epoch, batches done in it.
+        epoch: usize,
+        batch: usize,
+        checkpoint: PathBuf,
+    },
     #[error(transparent)]
     Nn(#[from] deepgen_nn::Error),
     #[error(transparent)]

@@ -15,7 +15,7 @@ use std::time::Instant;
 use deepgen_data::DataLoader;
 use serde_json::Value;
 
-use crate::checkpoint::{Checkpoint, Restored};
+use crate::checkpoint::{Checkpoint, Position, Restored};
 use crate::grid::{grid_pixels, save_grid, GridOptions};
 use crate::metrics::{MetricsCsv, METRICS_FILE};
 use crate::progress::Progress;
@@ -136,6 +136,8 @@ struct Meter {
     sums: Vec<f64>,
     weights: Vec<f64>,
     items: usize,
+    /// Seconds of the epoch spent before an interruption.
+    seconds_before: f64,
 }
 
 impl Meter {
@@ -144,7 +146,30 @@ impl Meter {
             sums: vec![0.0; n],
             weights: vec![0.0; n],
             items: 0,
+            seconds_before: 0.0,
         }
+    }
+
+    /// Into an interrupted run's checkpoint, so the resumed epoch's row of
+    /// metrics is the one an uninterrupted epoch would have written.
+    fn save(&self, c: &mut Checkpoint, seconds: f64) {
+        for (i, (s, w)) in self.sums.iter().zip(&self.weights).enumerate() {
+            c.number(&format!("meter.sum.{i}"), *s);
+            c.number(&format!("meter.weight.{i}"), *w);
+        }
+        c.number("meter.items", self.items as f64);
+        c.number("meter.seconds", seconds);
+    }
+
+    fn restore(r: &Restored, n: usize) -> Result<Self> {
+        let mut m = Meter::new(n);
+        for i in 0..n {
+            m.sums[i] = r.number(&format!("meter.sum.{i}"))?;
+            m.weights[i] = r.number(&format!("meter.weight.{i}"))?;
+        }
+        m.items = r.number("meter.items")? as usize;
+        m.seconds_before = r.number("meter.seconds")?;
+        Ok(m)
     }
 
     fn add(&mut self, s: &StepValues) {
@@ -278,12 +303,20 @@ pub fn fit(
     let mut monitor = Monitor::new(config, &columns)?;
     let run = RunDir::new(&config.out_dir, config.writer);
     let _lock = run.lock()?;
+    let _listening = crate::interrupt::Listening::start();
     run.prepare(config.start)?;
     let (mut first_epoch, mut global_step, mut kept) = (0, 0u64, None);
+    // An interrupted run resumes inside its epoch: batches done, and the
+    // epoch's running means so far.
+    let mut partial: Option<(usize, Meter)> = None;
     if config.start == Start::Resume {
         let restored = resume(task, &run, record, &mut monitor)?;
         (first_epoch, global_step) = (restored.epochs_done, restored.global_step);
         kept = Some(restored.dir().display().to_string());
+        if restored.batches_done > 0 {
+            let meter = Meter::restore(&restored, step_columns.len())?;
+            partial = Some((restored.batches_done, meter));
+        }
         if first_epoch >= config.epochs {
             return invalid(
                 "resume",
@@ -317,7 +350,9 @@ pub fn fit(
     for epoch in first_epoch..config.epochs {
         let start = Instant::now();
         let bar = Progress::epoch(config.progress, loader.num_batches(), epoch, config.epochs);
-        let mut meter = Meter::new(step_columns.len());
+        let (skip, mut meter) = partial
+            .take()
+            .unwrap_or_else(|| (0, Meter::new(step_columns.len())));
         let mut steps = Steps {
             task: &mut *task,
             global_step: &mut global_step,
@@ -326,16 +361,41 @@ pub fn fit(
             columns: &step_columns,
             tb: tb.as_mut(),
         };
-        let stepped = steps.epoch(loader, epoch, hooks).and_then(|()| {
-            task.updaters()
-                .into_iter()
-                .try_for_each(|u| u.flush().map(|_| ()))
-        });
-        if let Err(e) = stepped {
-            bar.abandon();
-            return Err(with_place(e, epoch, kept.clone()));
+        let stepped = steps
+            .epoch(loader, epoch, skip, hooks)
+            .and_then(|stop| match stop {
+                Some(batches) => Ok(Some(batches)),
+                None => task
+                    .updaters()
+                    .into_iter()
+                    .try_for_each(|u| u.flush().map(|_| ()))
+                    .map(|()| None),
+            });
+        let seconds = meter.seconds_before + start.elapsed().as_secs_f64();
+        match stepped {
+            Err(e) => {
+                bar.abandon();
+                return Err(with_place(e, epoch, kept.clone()));
+            }
+            Ok(Some(batches_done)) => {
+                bar.abandon();
+                let mut checkpoint = Checkpoint::new();
+                task.save(&mut checkpoint)?;
+                checkpoint.add_metadata(&config.metadata);
+                monitor.save(&mut checkpoint);
+                meter.save(&mut checkpoint, seconds);
+                let at = Position {
+                    epochs_done: epoch,
+                    batches_done,
+                };
+                return Err(interrupted(
+                    checkpoint.commit(&run, at, global_step, false)?,
+                    at,
+                    tb,
+                ));
+            }
+            Ok(None) => {}
         }
-        let seconds = start.elapsed().as_secs_f64();
         let mut row = meter.means();
         let end = task.end_epoch(epoch)?;
         if end.len() != epoch_columns.len() {
@@ -359,13 +419,12 @@ pub fn fit(
         task.save(&mut checkpoint)?;
         checkpoint.add_metadata(&config.metadata);
         monitor.save(&mut checkpoint);
-        checkpoint.commit(&run, epoch + 1, global_step, is_best && config.keep_best)?;
-        kept = Some(
-            run.join("checkpoints")
-                .join(format!("epoch-{:04}", epoch + 1))
-                .display()
-                .to_string(),
-        );
+        let at = Position {
+            epochs_done: epoch + 1,
+            batches_done: 0,
+        };
+        let dir = checkpoint.commit(&run, at, global_step, is_best && config.keep_best)?;
+        kept = Some(dir.display().to_string());
         let lrs: Vec<(String, f64)> = task
             .updaters()
             .iter()
@@ -385,6 +444,9 @@ pub fn fit(
             stop |= h.on_epoch(&record) == Control::Stop;
         }
         fitted.history.push(record);
+        if crate::interrupt::requested() && epoch + 1 < config.epochs {
+            return Err(interrupted(dir, at, tb));
+        }
         if stop {
             fitted.stopped_early =
                 Some(format!("a hook stopped the run after epoch {}", epoch + 1));
@@ -405,6 +467,20 @@ pub fn fit(
         w.flush()?;
     }
     Ok(fitted)
+}
+
+/// The error of a run stopped on request at `at`, whose checkpoint is in
+/// `dir`; the event file is flushed first (a failed flush loses log lines,
+/// not the stop).
+fn interrupted(dir: PathBuf, at: Position, tb: Option<EventWriter>) -> Error {
+    if let Some(mut w) = tb {
+        let _ = w.flush();
+    }
+    Error::Interrupted {
+        epoch: at.epochs_done,
+        batch: at.batches_done,
+        checkpoint: dir,
+    }
 }
 
 /// Checks a resumed run's settings against those it recorded, restores the
@@ -446,14 +522,18 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    /// The steps of epoch `epoch`.
+    /// The steps of epoch `epoch` after the first `skip` batches; Some(b)
+    /// when a stop was requested ([`crate::interrupt`]) and honoured after
+    /// batch b, at an update boundary.
     fn epoch(
         &mut self,
         loader: &DataLoader,
         epoch: usize,
+        skip: usize,
         hooks: &mut [&mut dyn Hook],
-    ) -> Result<()> {
-        for (b, batch) in loader.epoch(epoch as u64).enumerate() {
+    ) -> Result<Option<usize>> {
+        let last = loader.num_batches();
+        for (b, batch) in (skip..).zip(loader.epoch_from(epoch as u64, skip)) {
             let at = At {
                 epoch,
                 batch: b,
@@ -495,8 +575,12 @@ impl Steps<'_> {
                 h.on_step(at, &values);
             }
             self.bar.step(|| summary(self.columns, &self.meter.means()));
+            let between_updates = self.task.updaters().iter().all(|u| u.pending() == 0);
+            if crate::interrupt::requested() && between_updates && b + 1 < last {
+                return Ok(Some(b + 1));
+            }
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -7,7 +7,8 @@
 //! checkpoints that are whole or absent and resume bit for bit
 //! ([`Checkpoint`], [`Restored`]), the stop on a non-finite loss that keeps
 //! the last good checkpoint, the best checkpoint by a held-out metric,
-//! early stopping and hooks. [`Updater`] is the one place where a loss
+//! early stopping, hooks, and a clean stop on request ([`interrupt`]: the
+//! binary's Ctrl-C) with a checkpoint inside the epoch. [`Updater`] is the one place where a loss
 //! becomes an update: gradient accumulation, clipping, learning-rate
 //! schedules.
 //!
@@ -25,6 +26,7 @@ pub mod checkpoint;
 mod error;
 mod fit;
 pub mod grid;
+pub mod interrupt;
 pub mod metrics;
 mod optimizer;
 pub mod plot;

@@ -259,6 +259,11 @@ impl Updater {
         Ok((value, true))
     }
 
+    /// Micro-batches whose gradients wait for an update (0 between updates).
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
     /// Takes the update for micro-batches still waiting (the end of an
     /// epoch that did not fill the last accumulation); true if it did.
     pub fn flush(&mut self) -> Result<bool> {
