@@ -5,6 +5,11 @@
 //!   non-zero on a failure.
 //! - `download <mnist|fashion-mnist|kmnist|cifar10> [--dir DIR]`: fetches a
 //!   data set into DIR (default `data/<name>`), checking every SHA-256.
+//! - `crash-test [--trials N] [--seed S] [--release]`: kill -9, crashes
+//!   at every step of a checkpoint write, SIGINT and a full disk, each
+//!   resumed and compared with an uninterrupted run byte for byte.
+
+mod crash;
 
 use std::process::ExitCode;
 
@@ -15,9 +20,11 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("gradcheck") => gradcheck(&args[1..]),
         Some("download") => download(&args[1..]),
+        Some("crash-test") => crash::run(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask gradcheck [--seed N]");
             eprintln!("       cargo xtask {DOWNLOAD_USAGE}");
+            eprintln!("       cargo xtask {}", crash::USAGE);
             ExitCode::from(2)
         }
     }

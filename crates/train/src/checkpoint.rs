@@ -176,9 +176,11 @@ impl Checkpoint {
         for (stem, (entries, meta)) in &self.files {
             let bytes = checkpoint::to_bytes(entries, Some(meta.clone()))?;
             let path = tmp.join(format!("{stem}.safetensors"));
+            crash_point("checkpoint-file");
             write_synced(&path, &bytes)?;
         }
         sync_dir(&tmp)?;
+        crash_point("checkpoint-rename");
         let dir = root.join(&name);
         if dir.exists() {
             // A checkpoint of the same epoch from an earlier attempt that
@@ -187,13 +189,16 @@ impl Checkpoint {
         }
         std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
         sync_dir(&root)?;
+        crash_point("checkpoint-pointer");
         set_pointer(&root, "last", &name)?;
         if best {
             set_pointer(&root, "best", &name)?;
         }
+        crash_point("checkpoint-link");
         for stem in &self.modules {
             link_top(run, &dir, stem)?;
         }
+        crash_point("checkpoint-prune");
         prune(&root)?;
         Ok(dir)
     }
@@ -217,6 +222,28 @@ impl Position {
     }
 }
 
+/// The crash test's hook (`cargo xtask crash-test`): with the environment
+/// variable `DEEPGEN_CRASH_AT=POINT:K`, the process dies the K-th time it
+/// reaches `POINT` — by abort, which like kill -9 runs no destructor and
+/// flushes nothing — so that every step of a checkpoint write can be
+/// interrupted on purpose. Unset, this is one relaxed atomic load.
+pub fn crash_point(point: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let target = TARGET.get_or_init(|| {
+        let spec = std::env::var("DEEPGEN_CRASH_AT").ok()?;
+        let (name, k) = spec.rsplit_once(':')?;
+        Some((name.to_string(), k.parse().ok()?))
+    });
+    if let Some((name, k)) = target {
+        if name == point && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *k {
+            std::process::abort();
+        }
+    }
+}
+
 fn optimizer_file(updater: &Updater) -> String {
     format!("optimizer_{}", updater.name())
 }
@@ -224,7 +251,10 @@ fn optimizer_file(updater: &Updater) -> String {
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(io(path))?;
-    f.write_all(bytes).map_err(io(path))?;
+    let (head, tail) = bytes.split_at(bytes.len() / 2);
+    f.write_all(head).map_err(io(path))?;
+    crash_point("checkpoint-half-file");
+    f.write_all(tail).map_err(io(path))?;
     f.sync_all().map_err(io(path))
 }
 

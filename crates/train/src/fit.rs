@@ -309,7 +309,19 @@ pub fn fit(
     // An interrupted run resumes inside its epoch: batches done, and the
     // epoch's running means so far.
     let mut partial: Option<(usize, Meter)> = None;
-    if config.start == Start::Resume {
+    let mut start = config.start;
+    if start == Start::Resume && crate::checkpoint::checkpoint_dir(&run, "last")?.is_none() {
+        // Stopped before its first checkpoint was complete: nothing to
+        // continue from, so the run starts again (with the same settings).
+        check_settings(&run, record)?;
+        eprintln!(
+            "note: {} has no complete checkpoint yet; the run starts from the beginning",
+            run.path().display()
+        );
+        run.prepare(Start::Force)?;
+        start = Start::Force;
+    }
+    if start == Start::Resume {
         let restored = resume(task, &run, record, &mut monitor)?;
         (first_epoch, global_step) = (restored.epochs_done, restored.global_step);
         kept = Some(restored.dir().display().to_string());
@@ -328,12 +340,12 @@ pub fn fit(
         }
     }
     run.write_json(CONFIG_FILE, record)?;
-    let resume_at = (config.start == Start::Resume).then_some(first_epoch);
+    let resume_at = (start == Start::Resume).then_some(first_epoch);
     let mut metrics = MetricsCsv::open(&run, columns.clone(), resume_at)?;
     let mut tb = match config.tensorboard && run.is_writer() {
         true => {
             let mut w = EventWriter::create(&run.join("tb"))?;
-            if config.start == Start::Resume {
+            if start == Start::Resume {
                 // Steps up to the checkpoint's global step are logged and kept;
                 // TensorBoard drops the old run's later ones.
                 w.restart_at(global_step + 1)?;
@@ -413,6 +425,7 @@ pub fn fit(
         row.extend([Some(seconds), Some(items_per_second)]);
         bar.finish(&summary(&columns, &row));
         metrics.append(&run, epoch, &row)?;
+        crate::checkpoint::crash_point("after-metrics");
         let is_best = monitor.observe(epoch, &row);
         // The checkpoint first: pictures and logs that fail must not lose the epoch.
         let mut checkpoint = Checkpoint::new();
@@ -492,6 +505,16 @@ fn resume(
     record: &Value,
     monitor: &mut Monitor,
 ) -> Result<Restored> {
+    check_settings(run, record)?;
+    let restored = Restored::open(run)?;
+    task.restore(&restored)?;
+    monitor.restore(&restored)?;
+    Ok(restored)
+}
+
+/// A resumed run's settings must be those it recorded (outside
+/// [`RESUMABLE_KEYS`]); each difference is named.
+fn check_settings(run: &RunDir, record: &Value) -> Result<()> {
     if let Some(old) = run.read_json(CONFIG_FILE)? {
         let diff = config_differences(&old, record, &RESUMABLE_KEYS);
         if !diff.is_empty() {
@@ -505,10 +528,7 @@ fn resume(
             });
         }
     }
-    let restored = Restored::open(run)?;
-    task.restore(&restored)?;
-    monitor.restore(&restored)?;
-    Ok(restored)
+    Ok(())
 }
 
 /// What the steps of an epoch work on.
