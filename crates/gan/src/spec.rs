@@ -63,6 +63,17 @@ pub fn save_net(net: &dyn Module<f32>, spec: &NetSpec, path: &Path) -> Result<()
 /// file carries no net spec (a VAE's, say). The file is read once.
 pub fn try_load_generator(path: &Path) -> Result<Option<Box<dyn Generator>>> {
     let (tensors, meta) = checkpoint::load_tensors(path)?;
+    generator_from_loaded(path, tensors, &meta)
+}
+
+/// [`try_load_generator`] on a file already read (`path` names it in
+/// errors): the spec in `meta` is checked against what `tensors` hold
+/// before the generator is allocated.
+pub fn generator_from_loaded(
+    path: &Path,
+    tensors: Vec<(String, checkpoint::TensorData)>,
+    meta: &HashMap<String, String>,
+) -> Result<Option<Box<dyn Generator>>> {
     let Some(json) = meta.get(SPEC_KEY) else {
         return Ok(None);
     };

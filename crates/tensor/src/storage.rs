@@ -80,6 +80,16 @@ impl<T: Element> Pool<T> {
         false
     }
 
+    /// Frees every buffer held for reuse.
+    fn release(&self) {
+        let Ok(mut guard) = self.inner.lock() else {
+            return;
+        };
+        if let Some(inner) = guard.take() {
+            crate::budget::free_live(inner.bytes, 1);
+        }
+    }
+
     /// Bytes held for reuse right now.
     pub fn held_bytes(&self) -> usize {
         self.inner
@@ -114,7 +124,12 @@ impl<T: Element> Buffer<T> {
         match T::pool().take(len) {
             Some(data) => Buffer { data },
             None => {
-                // Counted against the memory budget before it is taken.
+                // Counted against the memory budget before it is taken;
+                // buffers pooled for reuse give way first.
+                if !crate::budget::live_fits(len, size_of::<T>()) {
+                    <f32 as Element>::pool().release();
+                    <f64 as Element>::pool().release();
+                }
                 crate::budget::take_live(len, size_of::<T>());
                 Buffer {
                     data: vec![T::zero(); len],

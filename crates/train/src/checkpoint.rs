@@ -371,6 +371,12 @@ impl Restored {
             };
             files.insert(stem.to_string(), checkpoint::load_tensors(&path)?);
         }
+        Self::from_files(dir, files)
+    }
+
+    /// A checkpoint from files already read (file stem -> contents); `dir`
+    /// names them in errors. The progress file is checked here.
+    pub fn from_files(dir: &Path, files: BTreeMap<String, Loaded>) -> Result<Restored> {
         let mut r = Restored {
             dir: dir.to_path_buf(),
             files,

@@ -516,6 +516,17 @@ impl Vae {
     /// [latent, hidden]; 784 pixels are [1, 28, 28], 3072 are [3, 32, 32].
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
         let (tensors, meta) = checkpoint::load_tensors(path)?;
+        Self::from_loaded(path, tensors, meta)
+    }
+
+    /// [`Vae::from_checkpoint`] on a file already read (`path` names it in
+    /// errors): the config in `meta` is checked against what `tensors`
+    /// hold before any of the model is allocated.
+    pub fn from_loaded(
+        path: &Path,
+        tensors: Vec<(String, checkpoint::TensorData)>,
+        meta: HashMap<String, String>,
+    ) -> Result<Self> {
         let bad = |msg: String| Error::Invalid {
             op: "vae checkpoint",
             msg: format!("{}: {msg}", path.display()),
