@@ -317,18 +317,21 @@ fn a_failed_resume_keeps_the_runs_config() {
 #[test]
 fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes() {
     let out = tmp("sigint");
-    let mut child = deepgen()
-        .args([
+    let training = |epochs: &str| {
+        let mut c = deepgen();
+        c.args([
             "train",
             "vae",
             "--synthetic-size",
             "3000",
             "--epochs",
-            "200",
-            "--quiet",
+            epochs,
         ])
-        .args(["--no-tensorboard", "--hidden", "32", "--out"])
-        .arg(&out)
+        .args(["--quiet", "--no-tensorboard", "--hidden", "32", "--out"])
+        .arg(&out);
+        c
+    };
+    let mut child = training("200")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -358,20 +361,7 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes() {
     // It continues from there (two more epochs, not 200).
     let done: usize = last[6..10].parse().unwrap();
     let epochs = (done + 2).to_string();
-    let resumed = deepgen()
-        .args([
-            "train",
-            "vae",
-            "--synthetic-size",
-            "3000",
-            "--epochs",
-            &epochs,
-            "--quiet",
-        ])
-        .args(["--no-tensorboard", "--hidden", "32", "--resume", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let resumed = training(&epochs).arg("--resume").output().unwrap();
     assert!(
         resumed.status.success(),
         "{}",

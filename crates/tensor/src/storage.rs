@@ -111,6 +111,17 @@ pub fn pooled_bytes<T: Element>() -> usize {
     T::pool().held_bytes()
 }
 
+/// Counts a fresh buffer of `len` elements against the memory budget
+/// (unwinding when it does not fit); buffers pooled for reuse give way
+/// first.
+fn count_live<T: Element>(len: usize) {
+    if !crate::budget::live_fits(len, size_of::<T>()) {
+        <f32 as Element>::pool().release();
+        <f64 as Element>::pool().release();
+    }
+    crate::budget::take_live(len, size_of::<T>());
+}
+
 /// The owned elements behind one or more tensors.
 #[derive(Debug)]
 pub struct Buffer<T: Element> {
@@ -124,13 +135,7 @@ impl<T: Element> Buffer<T> {
         match T::pool().take(len) {
             Some(data) => Buffer { data },
             None => {
-                // Counted against the memory budget before it is taken;
-                // buffers pooled for reuse give way first.
-                if !crate::budget::live_fits(len, size_of::<T>()) {
-                    <f32 as Element>::pool().release();
-                    <f64 as Element>::pool().release();
-                }
-                crate::budget::take_live(len, size_of::<T>());
+                count_live::<T>(len);
                 Buffer {
                     data: vec![T::zero(); len],
                 }
@@ -147,7 +152,7 @@ impl<T: Element> Buffer<T> {
 
     /// Wraps an existing vector without copying.
     pub fn from_vec(data: Vec<T>) -> Self {
-        crate::budget::take_live(data.len(), size_of::<T>());
+        count_live::<T>(data.len());
         Buffer { data }
     }
 
