@@ -294,7 +294,7 @@ fn a_gzip_bomb_posing_as_mnist_is_refused_after_its_header() {
     refused(
         out,
         1,
-        "bytes after the 7840 that dimensions [10, 28, 28] describe",
+        "inflates past the 7840 bytes its IDX header describes",
     );
 }
 
