@@ -6,10 +6,10 @@
 //! a process's SIGINT): a program calls [`request`] from its own handler,
 //! as the `deepgen` binary does with the `ctrlc` crate:
 //!
-//! ```no_run
+//! ```text
 //! // In main, before training: the first Ctrl-C stops at the next step
 //! // with a checkpoint; a second one (or one while nothing trains) exits.
-//! // ctrlc::set_handler(|| if !deepgen_train::interrupt::request() { std::process::exit(130) });
+//! ctrlc::set_handler(|| if !deepgen_train::interrupt::request() { std::process::exit(130) });
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
