@@ -285,6 +285,27 @@ fn link_top(run: &RunDir, dir: &Path, stem: &str) -> Result<()> {
     run.write(&file, &bytes)
 }
 
+/// Finishes what a crash may have left undone after the `last` pointer
+/// moved: the module files at the top of the run directory linked to the
+/// last checkpoint's (they may still be the previous one's), superseded
+/// checkpoints removed. Module files are the checkpoint's files other than
+/// the progress and the updaters' (`optimizer_*`).
+pub(crate) fn repair(run: &RunDir) -> Result<()> {
+    let Some(dir) = checkpoint_dir(run, "last")? else {
+        return Ok(());
+    };
+    for entry in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".safetensors") else {
+            continue;
+        };
+        if stem != TRAINER_FILE && !stem.starts_with("optimizer_") {
+            link_top(run, &dir, stem)?;
+        }
+    }
+    prune(&run.join(CHECKPOINTS))
+}
+
 /// Removes checkpoints no pointer names, and temporary directories of
 /// writes that never finished.
 fn prune(root: &Path) -> Result<()> {

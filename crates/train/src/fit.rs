@@ -329,14 +329,21 @@ pub fn fit(
             let meter = Meter::restore(&restored, step_columns.len())?;
             partial = Some((restored.batches_done, meter));
         }
+        if run.is_writer() {
+            crate::checkpoint::repair(&run)?;
+        }
         if first_epoch >= config.epochs {
-            return invalid(
-                "resume",
-                format!(
-                    "the run in {} already has {first_epoch} epochs; pass a larger --epochs to continue it",
-                    run.path().display()
-                ),
+            // Complete already (a crash after its last checkpoint, say):
+            // nothing to train, as Keras and Lightning treat it.
+            eprintln!(
+                "note: the run in {} already has {first_epoch} epochs; nothing to train (pass a larger --epochs to continue it)",
+                run.path().display()
             );
+            return Ok(Fitted {
+                history: Vec::new(),
+                stopped_early: None,
+                best: monitor.best,
+            });
         }
     }
     run.write_json(CONFIG_FILE, record)?;

@@ -235,3 +235,32 @@ fn settings_that_cannot_work_are_refused_before_anything_is_written() {
     );
     assert!(!typo.out_dir.join("config.json").exists());
 }
+
+#[test]
+fn a_complete_run_resumed_repairs_its_top_files_and_trains_nothing() {
+    let step = StepConfig::default();
+    let record = serde_json::json!({ "epochs": 2 });
+    let run = config("complete", 2);
+    fit(&mut line(&[], &step, 2), &loader(), &run, &record, &mut []).unwrap();
+    // A crash after the last pointer moved, before the top file was linked.
+    let top = run.out_dir.join("line.safetensors");
+    std::fs::remove_file(&top).unwrap();
+    let again = RunConfig {
+        start: Start::Resume,
+        ..run.clone()
+    };
+    let fitted = fit(
+        &mut line(&[], &step, 2),
+        &loader(),
+        &again,
+        &record,
+        &mut [],
+    )
+    .unwrap();
+    assert!(fitted.history.is_empty());
+    let last = run.out_dir.join("checkpoints").join(pointer(&run, "last"));
+    assert_eq!(
+        std::fs::read(&top).unwrap(),
+        std::fs::read(last.join("line.safetensors")).unwrap()
+    );
+}
