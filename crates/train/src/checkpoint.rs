@@ -279,7 +279,12 @@ fn link_top(run: &RunDir, dir: &Path, stem: &str) -> Result<()> {
     let tmp = run.join(format!(".{file}.link-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     if std::fs::hard_link(&src, &tmp).is_ok() {
-        return std::fs::rename(&tmp, &dst).map_err(io(&dst));
+        std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+        // Renaming a link onto another link of the same file does nothing
+        // (POSIX), which leaves the temporary name: a repeated link
+        // (`repair` after a crash) must not.
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(());
     }
     let bytes = std::fs::read(&src).map_err(io(&src))?;
     run.write(&file, &bytes)
