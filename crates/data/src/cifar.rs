@@ -56,12 +56,15 @@ pub const BATCHES: &str = "cifar-10-batches-bin";
 pub fn batches_dir(dir: &Path) -> Result<PathBuf> {
     let has = |d: &Path| d.join("test_batch.bin").exists() || d.join("data_batch_1.bin").exists();
     let inner = dir.join(BATCHES);
-    if has(dir) || !has(&inner) && !dir.join(ARCHIVE).exists() {
-        // Missing files are named when they are read.
+    if has(dir) {
         return Ok(dir.to_path_buf());
     }
     if has(&inner) {
         return Ok(inner);
+    }
+    if !dir.join(ARCHIVE).exists() {
+        // Missing files are named when they are read.
+        return Ok(dir.to_path_buf());
     }
     Err(bad(
         &dir.join(ARCHIVE),

@@ -74,13 +74,18 @@ pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The big-endian u32 dimensions of a header (the bytes after the magic).
+fn dims(bytes: &[u8]) -> Vec<usize> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect()
+}
+
 /// The body length an IDX header declares (when the header is complete),
 /// checked against the memory budget before any of it is inflated.
 fn declared_body(path: &Path, header: &[u8]) -> Result<u64> {
-    let dims: Vec<usize> = header[4..]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims = dims(&header[4..]);
     let bytes = deepgen_tensor::budget::shape_bytes(&dims, 1);
     deepgen_tensor::budget::check(&format!("{}: dimensions {dims:?}", path.display()), bytes)?;
     Ok(bytes as u64)
@@ -119,10 +124,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Idx> {
             format!("header of {rank} dimensions is truncated"),
         ));
     }
-    let dims: Vec<usize> = bytes[4..header]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims = dims(&bytes[4..header]);
     let expected = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let body = bytes.len() - header;
     match expected {
