@@ -2,83 +2,17 @@
 //! whose held-out metric is scripted, so early stopping, the best
 //! checkpoint, hooks and resume can be checked exactly.
 
+mod common;
+
 use std::path::PathBuf;
-use std::sync::Arc;
+
+use common::{line, loader_of};
 
 use deepgen_train::prelude::*;
-use deepgen_train::{Error, Result};
-
-/// y = w x fitted to y = 2 x; `held_out` scripts the metric per epoch.
-struct Line {
-    w: Linear,
-    updater: Updater,
-    held_out: Vec<f64>,
-}
-
-impl Task for Line {
-    fn step_columns(&self) -> Vec<String> {
-        vec!["loss".into()]
-    }
-
-    fn epoch_columns(&self) -> Vec<String> {
-        vec!["held_out".into()]
-    }
-
-    fn step(&mut self, batch: Batch, _at: At) -> Result<StepValues> {
-        let n = batch.indices.len();
-        let x = Var::constant(batch.images.reshape(&[n, 1])?);
-        let y = x.mul_scalar(2.0);
-        let loss = self
-            .w
-            .forward(&x)?
-            .sub(&y)?
-            .square()
-            .sum_all()?
-            .mul_scalar(1.0 / n as f32);
-        let (v, _) = self.updater.backward_step(loss)?;
-        Ok(StepValues::new(n, vec![Some(v)]))
-    }
-
-    fn end_epoch(&mut self, epoch: usize) -> Result<Vec<Option<f64>>> {
-        Ok(vec![self.held_out.get(epoch).copied()])
-    }
-
-    fn modules(&self) -> Vec<(String, &dyn Module)> {
-        vec![("line".into(), &self.w as &dyn Module)]
-    }
-
-    fn updaters(&mut self) -> Vec<&mut Updater> {
-        vec![&mut self.updater]
-    }
-}
-
-fn line(held_out: &[f64], step: &StepConfig, epochs: usize) -> Line {
-    let w = Linear::new(1, 1, false, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
-    let sgd = Sgd::new(
-        w.parameters(),
-        SgdConfig {
-            lr: 0.1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let updater = Updater::new("line", Box::new(sgd), step, 4, epochs).unwrap();
-    Line {
-        w,
-        updater,
-        held_out: held_out.to_vec(),
-    }
-}
+use deepgen_train::Error;
 
 fn loader() -> DataLoader {
-    let xs: Vec<f32> = (0..16).map(|i| i as f32 / 16.0).collect();
-    let data = deepgen_data::InMemory::new(deepgen_data::Pixels::F32(xs), &[1], None).unwrap();
-    let config = LoaderConfig {
-        batch_size: 4,
-        scale: Scale::Raw,
-        ..Default::default()
-    };
-    DataLoader::new(Arc::new(data), config).unwrap()
+    loader_of(16)
 }
 
 fn dir(name: &str) -> PathBuf {

@@ -1,67 +1,24 @@
 //! A stop request (Ctrl-C in the binary) in a process of its own: the
 //! request is process-wide, so it must not reach the other tests' runs.
 
-use std::sync::Arc;
+mod common;
 
+use common::{loader_of, Line};
 use deepgen_train::prelude::*;
-use deepgen_train::{interrupt, Error, Result};
+use deepgen_train::{interrupt, Error};
 
-/// y = w x fitted to y = 2 x, by SGD with gradient accumulation over 3
-/// micro-batches (so a stop must wait for an update boundary).
-struct Line {
-    w: Linear,
-    updater: Updater,
-}
-
-impl Task for Line {
-    fn step_columns(&self) -> Vec<String> {
-        vec!["loss".into()]
-    }
-
-    fn step(&mut self, batch: Batch, _at: At) -> Result<StepValues> {
-        let n = batch.indices.len();
-        let x = Var::constant(batch.images.reshape(&[n, 1])?);
-        let loss = (self.w.forward(&x)? - &x * 2.0).square().sum_all()? / n as f32;
-        let (v, _) = self.updater.backward_step(loss)?;
-        Ok(StepValues::new(n, vec![Some(v)]))
-    }
-
-    fn modules(&self) -> Vec<(String, &dyn Module)> {
-        vec![("line".into(), &self.w as &dyn Module)]
-    }
-
-    fn updaters(&mut self) -> Vec<&mut Updater> {
-        vec![&mut self.updater]
-    }
-}
-
+/// The line task with gradient accumulation over 3 micro-batches (so a
+/// stop must wait for an update boundary).
 fn line() -> Line {
-    let w = Linear::new(1, 1, false, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
-    let sgd = Sgd::new(
-        w.parameters(),
-        SgdConfig {
-            lr: 0.1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
     let step = StepConfig {
         accumulate: 3,
         ..Default::default()
     };
-    let updater = Updater::new("line", Box::new(sgd), &step, 8, 3).unwrap();
-    Line { w, updater }
+    common::line(&[], &step, 3)
 }
 
 fn loader() -> DataLoader {
-    let xs: Vec<f32> = (0..32).map(|i| i as f32 / 32.0).collect();
-    let data = deepgen_data::InMemory::new(deepgen_data::Pixels::F32(xs), &[1], None).unwrap();
-    let config = LoaderConfig {
-        batch_size: 4,
-        scale: Scale::Raw,
-        ..Default::default()
-    };
-    DataLoader::new(Arc::new(data), config).unwrap()
+    loader_of(32)
 }
 
 fn config(name: &str, start: Start) -> RunConfig {
