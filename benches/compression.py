@@ -6,7 +6,8 @@ deepgen's lossy codec beside JPEG and WebP, in one run, on the same images.
     python3 benches/compression.py --mnist ../shared/data/mnist [--epochs 60]
         [--out runs/compression] [--skip-train] [--only lossless|lossy]
         [--qualities 1,2,4,6,8] [--codec-epochs 25] [--warm-start 6,8]
-        [--retrain Q,..] [--only recognisable]
+        [--retrain Q,..] [--only recognisable] [--near 1,2,3,4,6,8,12]
+        [--reuse-codecs results-lossy.json]
 
 Takes MNIST's test split (t10k-images-idx3-ubyte.gz), trains two VAEs with
 `deepgen train vae` on images 0..8999 — pytorch/examples' MLP VAE with a
@@ -39,6 +40,10 @@ counted on every side. Writes rd.png (matplotlib). Whether the digits stay
 recognisable: a classifier (`deepgen train classifier`, 5 epochs on the
 original images 0..8999) labels every codec's decompressed held-out images
 (results-recognisable.md; `--only recognisable` reruns just this).
+
+Near-lossless (--near): the 8-bit lossless VAE codes each pixel's bin of
+2K+1 levels (`deepgen compress --near K`, every pixel within K of the
+original), one point per K on the same plot, whole set and per file.
 
 Compression and decompression speed (images per second) is measured on 1
 and 2 threads. Needs Pillow with WebP; writes results.json and results.md
@@ -162,7 +167,7 @@ def deepgen_codec(checkpoint, idx_path, out):
     return packed.stat().st_size, speed
 
 
-def per_file_sizes(checkpoint, images, out):
+def per_file_sizes(checkpoint, images, out, flags=()):
     """Bytes of deepgen's files when each image is compressed alone (header
     and, for bits-back, the initial bits paid by every file), with every
     decompressed image returned for checking."""
@@ -170,7 +175,7 @@ def per_file_sizes(checkpoint, images, out):
     size, decoded = 0, []
     for image in images:
         one.write_bytes(idx_bytes([image]))
-        run(["compress", "--checkpoint", checkpoint, one, packed], 1, quiet=True)
+        run(["compress", *flags, "--checkpoint", checkpoint, one, packed], 1, quiet=True)
         run(["decompress", "--checkpoint", checkpoint, packed, back], 1, quiet=True)
         size += packed.stat().st_size
         decoded.append(back.read_bytes()[16:])
@@ -213,6 +218,21 @@ def standard_lossy(images):
     return out
 
 
+# The lossless model of 8-bit images: a convolutional VAE with a mixture of
+# discretised logistics (also the near-lossless coder).
+EIGHT_BIT = ["--likelihood", "logistic-mixture", "--components", "5",
+             "--arch", "conv", "--latent", "32", "--lr-schedule", "cosine"]
+
+
+def eight_bit_model(args):
+    """The 8-bit lossless VAE's best checkpoint, trained first unless it
+    exists or --skip-train."""
+    if not args.skip_train and not (args.out / "8-bit" / "checkpoints" / "best").exists():
+        train("8-bit", args.out, args.mnist, args.epochs, EIGHT_BIT)
+        args.trained.add("8-bit")
+    return best_checkpoint(args.out / "8-bit")
+
+
 def best_checkpoint(run_dir):
     checkpoints = run_dir / "checkpoints"
     return checkpoints / (checkpoints / "best").read_text().strip() / "model.safetensors"
@@ -225,29 +245,34 @@ def train_codec(q, out, mnist, epochs, init=None):
            "--batch-size", "16", "--lr-schedule", "cosine"] + (["--init", init] if init else []))
 
 
-def deepgen_lossy(checkpoint, images, out):
-    """Bits per pixel and PSNR of a codec: the whole set as one file (and
-    its speed), and each image as its own file."""
+def deepgen_lossy(checkpoint, images, out, flags=()):
+    """Bits per pixel and PSNR of a codec (or of the bits-back VAE with
+    `flags` ["--near", K]): the whole set as one file (and its speed), and
+    each image as its own file."""
     original = b"".join(images)
     idx_path = out / "heldout-8-bit.idx"
     idx_path.write_bytes(idx_bytes(images))
     packed, back = out / "lossy.dgnz", out / "lossy.back.idx"
     speed = {}
     for threads in (1, 2):
-        _, t_c = run(["compress", "--checkpoint", checkpoint, idx_path, packed], threads, quiet=True)
+        _, t_c = run(["compress", *flags, "--checkpoint", checkpoint, idx_path, packed], threads, quiet=True)
         _, t_d = run(["decompress", "--checkpoint", checkpoint, packed, back], threads, quiet=True)
         speed[threads] = (len(images) / t_c, len(images) / t_d)
     decoded = back.read_bytes()[16:]
     whole = (8 * packed.stat().st_size / len(original), psnr(original, decoded))
-    size, parts = per_file_sizes(checkpoint, images, out)
+    size, parts = per_file_sizes(checkpoint, images, out, flags)
     per_file = (8 * size / len(original), psnr(original, b"".join(parts)))
     assert b"".join(parts) == decoded, "an image alone decodes as in the whole set"
     return {"grid": whole, "per_file": per_file}, speed
 
 
+def codec_qualities(args):
+    return [q for q in args.qualities.split(",") if q]
+
+
 def lossy(args, images):
     results, speeds = {}, {}
-    qualities = args.qualities.split(",")
+    qualities = codec_qualities(args)
     retrain = qualities if args.retrain is None else args.retrain.split(",")
     warm = args.warm_start.split(",") if args.warm_start else []
     for i, q in enumerate(qualities):
@@ -259,6 +284,19 @@ def lossy(args, images):
         checkpoint = best_checkpoint(args.out / f"codec-q{q}")
         results[f"deepgen {q}"], speeds[q] = deepgen_lossy(checkpoint, images, args.out)
         print(f"quality {q}: {results[f'deepgen {q}']}")
+    if args.reuse_codecs:
+        # Codec points measured by an earlier run of this script (its
+        # results-lossy.json), on the same images.
+        earlier = json.loads(Path(args.reuse_codecs).read_text())["codecs"]
+        results.update({f"{n} (earlier run)": r for n, r in earlier.items()
+                        if n.startswith("deepgen ") and n not in results})
+    near = [k for k in args.near.split(",") if k]
+    if near:
+        vae = eight_bit_model(args)
+    for k in near:
+        name = f"near-lossless {k}"
+        results[name], speeds[name] = deepgen_lossy(vae, images, args.out, ["--near", k])
+        print(f"{name}: {results[name]}")
     results.update(standard_lossy(images))
     lines = ["### lossy, 8-bit MNIST, images 9000..9999: bits per pixel and PSNR (dB)", "",
              "| codec, quality | one grid / one file: bits per pixel | PSNR | one file per image: bits per pixel | PSNR |",
@@ -267,7 +305,7 @@ def lossy(args, images):
         (gb, gp), (fb, fp) = r["grid"], r["per_file"]
         lines.append(f"| {name} | {gb:.4f} | {gp:.2f} | {fb:.4f} | {fp:.2f} |")
     lines += ["", "deepgen speed, images/s (compress / decompress): " + "; ".join(
-        f"quality {q}: " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {c:.0f} / {d:.0f}"
+        (f"quality {q}: " if q[0].isdigit() else f"{q}: ") + ", ".join(f"{t} thread{'s' if t > 1 else ''} {c:.0f} / {d:.0f}"
                                      for t, (c, d) in sp.items()) for q, sp in speeds.items()), ""]
     text = "\n".join(lines)
     print(text)
@@ -281,13 +319,15 @@ def rd_plot(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    styles = {"deepgen": ("C3", "o"), "JPEG": ("C0", "s"), "WebP": ("C2", "^")}
+    styles = {"deepgen": ("C3", "o"), "near-lossless": ("C1", "D"), "JPEG": ("C0", "s"), "WebP": ("C2", "^")}
+    labels = {"deepgen": "deepgen codec (factorised prior)",
+              "near-lossless": "deepgen near-lossless (bits-back VAE, --near 1..)"}
     for ax, key, title in zip(axes, ("grid", "per_file"),
                               ("all 1000 images in one file (JPEG/WebP: one 40x25 grid)",
                                "one file per image (headers counted)")):
         for codec, (color, marker) in styles.items():
             pts = sorted(r[key] for n, r in results.items() if n.split()[0] == codec)
-            label = "deepgen codec (factorised prior)" if codec == "deepgen" else codec
+            label = labels.get(codec, codec)
             ax.plot([b for b, _ in pts], [p for _, p in pts], color=color, marker=marker, label=label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("bits per pixel")
@@ -306,6 +346,8 @@ def recognisable(args, images):
     originals. Every deepgen codec is decoded from its whole-set file (an
     image decodes the same alone, as the lossy run checks); JPEG and WebP
     one file per image."""
+    if not codec_qualities(args):
+        return
     labels_gz = Path(args.mnist) / "t10k-labels-idx1-ubyte.gz"
     all_images = read_idx_images(Path(args.mnist) / "t10k-images-idx3-ubyte.gz")
     clf_dir = args.out / "classifier"
@@ -328,7 +370,7 @@ def recognisable(args, images):
     rows = [("originals", None, accuracy(images))]
     idx_path = args.out / "heldout-8-bit.idx"
     idx_path.write_bytes(idx_bytes(images))
-    for q in args.qualities.split(","):
+    for q in codec_qualities(args):
         checkpoint = best_checkpoint(args.out / f"codec-q{q}")
         packed, back = args.out / "lossy.dgnz", args.out / "lossy.back.idx"
         run(["compress", "--checkpoint", checkpoint, idx_path, packed], quiet=True)
@@ -359,10 +401,15 @@ def main():
     ap.add_argument("--only", choices=("lossless", "lossy", "recognisable"))
     ap.add_argument("--qualities", default="1,2,4,6,8")
     ap.add_argument("--codec-epochs", default="25")
+    ap.add_argument("--reuse-codecs", help="results-lossy.json of an earlier run: its deepgen codec points "
+                    "join the table and plot (with --qualities '' to train and run none now)")
+    ap.add_argument("--near", default="1,2,3,4,6,8,12",
+                    help="near-lossless points of the 8-bit VAE (largest pixel errors); '' for none")
     ap.add_argument("--warm-start", default="6,8",
                     help="qualities that start from the previous quality's weights")
     ap.add_argument("--retrain", help="train only these qualities, reuse the others [default: all]")
     args = ap.parse_args()
+    args.trained = set()  # models this run has trained already
     args.out.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "-p", "deepgen-cli"], cwd=ROOT, check=True)
 
@@ -376,14 +423,13 @@ def main():
         return
     sets = {
         "binarised": ([binarise(i) for i in images], True, ["--binarize", "--likelihood", "bernoulli"]),
-        "8-bit": (images, False, ["--likelihood", "logistic-mixture", "--components", "5",
-                                  "--arch", "conv", "--latent", "32", "--lr-schedule", "cosine"]),
+        "8-bit": (images, False, EIGHT_BIT),
     }
     results = {}
     for name, (imgs, binary, extra) in sets.items():
         idx_path = args.out / f"heldout-{name}.idx"
         idx_path.write_bytes(idx_bytes(imgs))
-        if not args.skip_train:
+        if not args.skip_train and name not in args.trained:
             train(name, args.out, args.mnist, args.epochs, extra)
         checkpoint = best_checkpoint(args.out / name)
         elbo_bpd, elbo_text = neg_elbo_bits(checkpoint)

@@ -12,7 +12,7 @@
 //! | 1 | format version (2) |
 //! | 16 | the model: SHA-256 of its checkpoint file, first 16 bytes |
 //! | 1 | coding: 0 binary pixels, 1 8-bit levels (both bits-back), 2 a codec's latents (lossy); + 0x80 when file names follow the dimensions |
-//! | 1 | the byte of a binary 1 (0 otherwise) |
+//! | 1 | the byte of a binary 1; for 8-bit levels, the largest error a pixel may take (0: lossless, see `Pixels::Levels`); 0 for a codec |
 //! | 1 | latent bucket bits (0 for a codec) |
 //! | 1 | rank r of the IDX dimensions |
 //! | 4 r | the IDX dimensions (count, rows, columns, ...) |
@@ -29,7 +29,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::{Error, Pixels, Result};
+use crate::{Error, Pixels, Result, MAX_NEAR};
 
 /// How the images are coded.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -99,7 +99,7 @@ impl Container {
                 bucket_bits,
             } => match pixels {
                 Pixels::Binary { one } => [0, one, bucket_bits],
-                Pixels::Levels { .. } => [1, 0, bucket_bits],
+                Pixels::Levels { near, .. } => [1, near, bucket_bits],
             },
             Coding::Latents => [2, 0, 0],
         };
@@ -165,7 +165,10 @@ impl Container {
         let coding = match (code, one, bucket_bits) {
             (0, one, _) if one != 0 => bits_back(Pixels::Binary { one }),
             // The model says which logistic; the file only says "levels".
-            (1, 0, _) => bits_back(Pixels::Levels { mixture: None }),
+            (1, near, _) if near <= MAX_NEAR => bits_back(Pixels::Levels {
+                mixture: None,
+                near,
+            }),
             (2, 0, 0) => Coding::Latents,
             (code, one, bits) => {
                 return Err(Error::Corrupt(format!(

@@ -33,15 +33,36 @@ pub use buckets::Buckets;
 pub use container::{sha256, Coding, Container};
 pub use error::{Error, Result};
 pub use latents::LatentCoder;
-pub use pixels::{logistic_levels, Pixels};
+pub use pixels::{logistic_levels, Pixels, MAX_NEAR};
 
 /// Latent bucket bits when none are given: 256 buckets per dimension.
 pub const DEFAULT_BUCKET_BITS: u8 = 8;
 
+/// How a bits-back model codes: its latent buckets, and how far a pixel
+/// may move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// 2^bits latent buckets of equal prior mass per dimension.
+    pub bucket_bits: u8,
+    /// The largest difference between a pixel and its decoded value: 0 is
+    /// lossless; more codes 8-bit levels near-lossless (see
+    /// [`Pixels::Levels`]), at fewer bits.
+    pub near: u8,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bucket_bits: DEFAULT_BUCKET_BITS,
+            near: 0,
+        }
+    }
+}
+
 /// Compresses the IDX bytes `idx_bytes` (read from `name`, for messages) of
-/// images shaped as the model's into a container; `model_hash` names the
-/// model (the SHA-256 of its checkpoint file). A codec model compresses
-/// lossily (`bucket_bits` is then unused).
+/// images shaped as the model's into a container, losslessly; `model_hash`
+/// names the model (the SHA-256 of its checkpoint file). A codec model
+/// compresses lossily (`bucket_bits` is then unused).
 pub fn compress_idx(
     model: &Vae,
     model_hash: [u8; 32],
@@ -49,24 +70,37 @@ pub fn compress_idx(
     idx_bytes: &[u8],
     bucket_bits: u8,
 ) -> Result<(Vec<u8>, Rate)> {
-    compress_named(model, model_hash, name, idx_bytes, bucket_bits, Vec::new())
+    let settings = Settings {
+        bucket_bits,
+        near: 0,
+    };
+    compress_named(model, model_hash, name, idx_bytes, settings, Vec::new())
 }
 
-/// [`compress_idx`] for images that came from files: the container also
-/// records their `names` (plain file names, one per image), which
-/// [`decompress`] gives back.
+/// [`compress_idx`] with any [`Settings`] (near-lossless too), for images
+/// that may have come from files: the container also records their `names`
+/// (plain file names, one per image, or none), which [`decompress`] gives
+/// back.
 pub fn compress_named(
     model: &Vae,
     model_hash: [u8; 32],
     name: &Path,
     idx_bytes: &[u8],
-    bucket_bits: u8,
+    settings: Settings,
     names: Vec<String>,
 ) -> Result<(Vec<u8>, Rate)> {
+    let Settings { bucket_bits, near } = settings;
     let file = idx::parse(name, idx_bytes)?;
     let image_len = check_shape(model, &file.dims, name)?;
-    let images: Vec<&[u8]> = file.data.chunks_exact(image_len).collect();
     if model.is_codec() {
+        if near != 0 {
+            return Err(Error::Invalid(
+                "a codec is lossy by its quality; a largest pixel error applies to \
+                 bits-back (VAE) models"
+                    .into(),
+            ));
+        }
+        let images: Vec<&[u8]> = file.data.chunks_exact(image_len).collect();
         let coder = LatentCoder::new(model)?;
         let latents = coder.latents(&images)?;
         let (words, rate) = coder.encode(&latents)?;
@@ -81,7 +115,21 @@ pub fn compress_named(
         return Ok((container.to_bytes()?, rate));
     }
     let pixels = Pixels::for_data(model.config.likelihood, &file.data)
+        .and_then(|p| p.with_near(near))
         .map_err(|e| Error::Invalid(format!("{}: {e}", name.display())))?;
+    // Near-lossless: the images are coded as they will decode, so both
+    // sides give the encoder the same pixels.
+    let decoded: Vec<u8>;
+    let (data, idx_bytes) = match near {
+        0 => (&file.data[..], idx_bytes),
+        _ => {
+            let mut out = idx::header(&file.dims);
+            out.extend(file.data.iter().map(|&b| pixels.decoded(b)));
+            decoded = out;
+            (&decoded[decoded.len() - file.data.len()..], &decoded[..])
+        }
+    };
+    let images: Vec<&[u8]> = data.chunks_exact(image_len).collect();
     let coder = BitsBack::new(model, Buckets::new(bucket_bits)?, pixels);
     let (words, rate) = coder.encode(&images)?;
     let container = Container {
@@ -149,7 +197,9 @@ pub fn decompress(
     let likelihood = model.config.likelihood;
     let pixels = match (pixels, likelihood) {
         (p @ Pixels::Binary { .. }, deepgen_vae::Likelihood::Bernoulli) => p,
-        (Pixels::Levels { .. }, l) if l.is_levels() => Pixels::for_data(l, &[])?,
+        (Pixels::Levels { near, .. }, l) if l.is_levels() => {
+            Pixels::for_data(l, &[])?.with_near(near)?
+        }
         (p, l) => {
             return Err(Error::Corrupt(format!(
                 "pixel coding {p:?} does not match the model's {l:?} decoder"

@@ -12,6 +12,10 @@ use rayon::prelude::*;
 
 use crate::{Error, Result};
 
+/// The largest `near` (its bins: 0..=127 and 128..=255 come back as 0 and
+/// 255).
+pub const MAX_NEAR: u8 = 127;
+
 /// How an image's bytes map to the symbols the likelihood codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pixels {
@@ -19,8 +23,11 @@ pub enum Pixels {
     /// under a Bernoulli decoder.
     Binary { one: u8 },
     /// 8-bit gray levels 0..=255 under a discretised logistic decoder, or
-    /// a mixture of `mixture` of them.
-    Levels { mixture: Option<usize> },
+    /// a mixture of `mixture` of them. With `near` > 0 the coding is
+    /// near-lossless (JPEG-LS's NEAR, WebP's near-lossless): levels are
+    /// coded in bins of 2 `near` + 1 and come back as their bin's centre,
+    /// each within `near` of the original.
+    Levels { mixture: Option<usize>, near: u8 },
 }
 
 impl Pixels {
@@ -41,9 +48,13 @@ impl Pixels {
                     ))),
                 }
             }
-            Likelihood::DiscretizedLogistic => Ok(Pixels::Levels { mixture: None }),
+            Likelihood::DiscretizedLogistic => Ok(Pixels::Levels {
+                mixture: None,
+                near: 0,
+            }),
             Likelihood::LogisticMixture { components } => Ok(Pixels::Levels {
                 mixture: Some(components),
+                near: 0,
             }),
             other => Err(Error::Invalid(format!(
                 "a {other:?} decoder has no probabilities for discrete pixels: \
@@ -52,11 +63,43 @@ impl Pixels {
         }
     }
 
-    /// The symbol of one byte.
+    /// These levels coded near-lossless, each pixel within `near` of the
+    /// original (0: lossless); binary pixels are always coded exactly.
+    pub fn with_near(self, near: u8) -> Result<Self> {
+        if near > MAX_NEAR {
+            return Err(Error::Invalid(format!(
+                "a largest pixel error of {near}: at most {MAX_NEAR} (two bins)"
+            )));
+        }
+        match self {
+            Pixels::Levels { mixture, .. } => Ok(Pixels::Levels { mixture, near }),
+            Pixels::Binary { .. } if near == 0 => Ok(self),
+            Pixels::Binary { .. } => Err(Error::Invalid(format!(
+                "near-lossless coding (a largest error of {near}) needs 8-bit levels; \
+                 a Bernoulli decoder codes binary pixels exactly"
+            ))),
+        }
+    }
+
+    /// The largest difference between a pixel and its decoded value.
+    pub fn near(self) -> u8 {
+        match self {
+            Pixels::Binary { .. } => 0,
+            Pixels::Levels { near, .. } => near,
+        }
+    }
+
+    /// Levels per bin: 2 `near` + 1.
+    fn bin_width(near: u8) -> usize {
+        2 * near as usize + 1
+    }
+
+    /// The symbol of one byte: its bin (bins are centred on multiples of
+    /// the width, so 0 is coded exactly).
     pub fn symbol(self, byte: u8) -> usize {
         match self {
             Pixels::Binary { one } => usize::from(byte == one),
-            Pixels::Levels { .. } => byte as usize,
+            Pixels::Levels { near, .. } => (byte as usize + near as usize) / Self::bin_width(near),
         }
     }
 
@@ -70,8 +113,15 @@ impl Pixels {
                     0
                 }
             }
-            Pixels::Levels { .. } => symbol as u8,
+            // The last bin's centre may pass 255; 255 is then within
+            // `near` of its every level.
+            Pixels::Levels { near, .. } => (symbol * Self::bin_width(near)).min(255) as u8,
         }
+    }
+
+    /// The byte a pixel decodes to: itself when lossless.
+    pub fn decoded(self, byte: u8) -> u8 {
+        self.byte(self.symbol(byte))
     }
 
     /// The value the network sees for a byte, as the trainer's loader
@@ -98,7 +148,10 @@ impl Pixels {
                         .map_err(|()| bad())
                 })
                 .collect(),
-            Pixels::Levels { mixture: None } => {
+            Pixels::Levels {
+                mixture: None,
+                near,
+            } => {
                 let (means, log_scales) = decoded.split_at(pixels);
                 means
                     .par_iter()
@@ -106,13 +159,17 @@ impl Pixels {
                     .map(|(&mean, &log_scale)| {
                         let mut probs = [0.0f64; 256];
                         logistic_levels(mean, log_scale, &mut probs);
-                        Categorical::from_floating_point_probabilities_fast(&probs, None)
-                            .map_err(|()| bad())
+                        Categorical::from_floating_point_probabilities_fast(
+                            bins(&mut probs, near),
+                            None,
+                        )
+                        .map_err(|()| bad())
                     })
                     .collect()
             }
             Pixels::Levels {
                 mixture: Some(components),
+                near,
             } => {
                 // Blocks of components x pixels: logits, means, log-scales.
                 let block = components * pixels;
@@ -132,13 +189,33 @@ impl Pixels {
                             logistic_levels(at(1, k, p), at(2, k, p), &mut one);
                             probs.iter_mut().zip(&one).for_each(|(a, b)| *a += w * b);
                         }
-                        Categorical::from_floating_point_probabilities_fast(&probs, None)
-                            .map_err(|()| bad())
+                        Categorical::from_floating_point_probabilities_fast(
+                            bins(&mut probs, near),
+                            None,
+                        )
+                        .map_err(|()| bad())
                     })
                     .collect()
             }
         }
     }
+}
+
+/// The 256 level probabilities `probs` summed into bins of 2 `near` + 1
+/// levels (bin b holds levels b w - near ..= b w + near), in place: the
+/// first entries, returned.
+fn bins(probs: &mut [f64; 256], near: u8) -> &[f64] {
+    if near == 0 {
+        return probs;
+    }
+    let width = Pixels::bin_width(near);
+    let count = (255 + near as usize) / width + 1;
+    for b in 0..count {
+        let lo = (b * width).saturating_sub(near as usize);
+        let hi = (b * width + near as usize).min(255);
+        probs[b] = probs[lo..=hi].iter().sum();
+    }
+    &probs[..count]
 }
 
 /// The softmax of `logits` into `out`.
@@ -185,6 +262,33 @@ mod tests {
         assert!(e.to_string().contains("0, 1 and 7"), "{e}");
         let gauss = Likelihood::Gaussian { std: 0.1 };
         assert!(Pixels::for_data(gauss, &[0]).is_err());
+    }
+
+    #[test]
+    fn near_lossless_bins_cover_the_levels_and_decode_within_near() {
+        let mut rng_free = [0.0f64; 256];
+        logistic_levels(0.4, -2.5, &mut rng_free);
+        for near in 0..=MAX_NEAR {
+            let p = Pixels::Levels {
+                mixture: None,
+                near,
+            };
+            let mut probs = rng_free;
+            let binned = bins(&mut probs, near).to_vec();
+            assert!(
+                (binned.iter().sum::<f64>() - 1.0).abs() < 1e-12,
+                "near {near}"
+            );
+            for byte in 0..=255u8 {
+                let s = p.symbol(byte);
+                assert!(s < binned.len(), "near {near}: byte {byte} in bin {s}");
+                assert!(
+                    p.decoded(byte).abs_diff(byte) <= near,
+                    "near {near}, {byte}"
+                );
+                assert_eq!(p.symbol(p.decoded(byte)), s, "a decoded byte keeps its bin");
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use deepgen_autograd::{Tensor, Var};
-use deepgen_compress::{compress_idx, compress_named, decompress, decompress_idx, sha256, Error};
+use deepgen_compress::{
+    compress_idx, compress_named, decompress, decompress_idx, sha256, Error, Settings,
+};
 use deepgen_nn::Module;
 use deepgen_vae::{elbo, Arch, Likelihood, Vae, VaeConfig};
 use rand::SeedableRng;
@@ -12,6 +14,11 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{idx, pool, MODEL_HASH};
+
+const LOSSLESS: Settings = Settings {
+    bucket_bits: 8,
+    near: 0,
+};
 
 fn model(likelihood: Likelihood) -> Vae {
     let config = VaeConfig {
@@ -168,8 +175,15 @@ fn file_names_travel_with_the_images_and_must_be_plain() {
     let m = model(Likelihood::Bernoulli);
     let original = idx(3, true);
     let names: Vec<String> = ["x.png", "y 1.png", "é.png"].map(String::from).to_vec();
-    let (file, _) =
-        compress_named(&m, MODEL_HASH, Path::new("d"), &original, 8, names.clone()).unwrap();
+    let (file, _) = compress_named(
+        &m,
+        MODEL_HASH,
+        Path::new("d"),
+        &original,
+        LOSSLESS,
+        names.clone(),
+    )
+    .unwrap();
     let (back, got) = decompress(&m, &MODEL_HASH, &file).unwrap();
     assert!(back == original);
     assert_eq!(got, names);
@@ -186,7 +200,15 @@ fn file_names_travel_with_the_images_and_must_be_plain() {
     ] {
         let bad: Vec<String> = bad.into_iter().map(String::from).collect();
         assert!(
-            compress_named(&m, MODEL_HASH, Path::new("d"), &original, 8, bad.clone()).is_err(),
+            compress_named(
+                &m,
+                MODEL_HASH,
+                Path::new("d"),
+                &original,
+                LOSSLESS,
+                bad.clone()
+            )
+            .is_err(),
             "{bad:?}"
         );
     }
@@ -229,4 +251,73 @@ fn an_image_alone_costs_what_it_costs_in_a_chain() {
         alone < 1.1 * chained,
         "alone {alone:.0} bits, chained {chained:.0} bits"
     );
+}
+
+#[test]
+fn near_lossless_decodes_every_pixel_within_near_in_fewer_bits() {
+    // An untrained mixture: the bounds hold whatever the model.
+    let m = model(Likelihood::LogisticMixture { components: 2 });
+    let original = idx(10, false);
+    let (lossless, _) = compress_idx(&m, MODEL_HASH, Path::new("t"), &original, 8).unwrap();
+    let mut last = lossless.len();
+    for near in [1u8, 2, 4] {
+        let settings = Settings { near, ..LOSSLESS };
+        let (file, _) =
+            compress_named(&m, MODEL_HASH, Path::new("t"), &original, settings, vec![]).unwrap();
+        let back = decompress_idx(&m, &MODEL_HASH, &file).unwrap();
+        assert_eq!(back[..16], original[..16], "the IDX header is kept");
+        let errors: Vec<u8> = back[16..]
+            .iter()
+            .zip(&original[16..])
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
+        let worst = *errors.iter().max().unwrap();
+        assert!(worst <= near, "near {near}: a pixel moved by {worst}");
+        assert!(worst > 0, "near {near}: nothing was quantised");
+        // Black stays black (bins are centred on 0).
+        let zeros = original[16..].iter().zip(&back[16..]);
+        assert!(zeros.filter(|(o, _)| **o == 0).all(|(_, b)| *b == 0));
+        assert!(
+            file.len() < last,
+            "near {near}: {} bytes, not below {last}",
+            file.len()
+        );
+        last = file.len();
+    }
+}
+
+#[test]
+fn near_lossless_needs_levels_under_a_logistic() {
+    let near = Settings {
+        near: 3,
+        ..LOSSLESS
+    };
+    let bernoulli = model(Likelihood::Bernoulli);
+    let e = compress_named(
+        &bernoulli,
+        MODEL_HASH,
+        Path::new("b.idx"),
+        &idx(2, true),
+        near,
+        vec![],
+    );
+    let msg = e.unwrap_err().to_string();
+    assert!(
+        msg.contains("b.idx") && msg.contains("8-bit levels"),
+        "{msg}"
+    );
+    let logistic = model(Likelihood::DiscretizedLogistic);
+    let far = Settings {
+        near: 128,
+        ..LOSSLESS
+    };
+    assert!(compress_named(
+        &logistic,
+        MODEL_HASH,
+        Path::new("x"),
+        &idx(1, false),
+        far,
+        vec![]
+    )
+    .is_err());
 }

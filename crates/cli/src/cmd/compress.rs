@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use deepgen_cli::{Error, Result};
-use deepgen_compress::{compress_named, sha256, DEFAULT_BUCKET_BITS};
+use deepgen_compress::{compress_named, sha256, Settings, DEFAULT_BUCKET_BITS, MAX_NEAR};
 use deepgen_vae::Vae;
 
 use super::sample::check_finite;
@@ -21,6 +21,11 @@ pub struct CompressArgs {
     /// Latent buckets per dimension, as bits: 2^bits buckets of equal prior mass
     #[arg(long, default_value_t = DEFAULT_BUCKET_BITS, value_parser = clap::value_parser!(u8).range(1..=16))]
     latent_bits: u8,
+    /// Near-lossless: every pixel decodes within this many levels of the
+    /// original (JPEG-LS's NEAR; 0 is lossless), at fewer bits. 8-bit
+    /// images under a discretised logistic decoder only
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=MAX_NEAR as i64))]
+    near: u8,
     /// An IDX file of 8-bit images shaped as the model's (raw or gzip), or
     /// a folder of PNGs of that shape (8-bit gray, or RGB for 3 channels)
     input: PathBuf,
@@ -79,7 +84,11 @@ pub fn compress(a: CompressArgs) -> Result<()> {
         false => (deepgen_data::idx::read_maybe_gzip(&a.input)?, Vec::new()),
     };
     let start = Instant::now();
-    let (file, rate) = compress_named(&model, hash, &a.input, &raw, a.latent_bits, names)
+    let settings = Settings {
+        bucket_bits: a.latent_bits,
+        near: a.near,
+    };
+    let (file, rate) = compress_named(&model, hash, &a.input, &raw, settings, names)
         .map_err(|e| Error::Compress(Box::new(e)))?;
     let seconds = start.elapsed().as_secs_f64();
     write(&a.output, &file)?;
@@ -97,9 +106,13 @@ pub fn compress(a: CompressArgs) -> Result<()> {
         return Ok(());
     }
     let rest: f64 = rate.per_image.iter().skip(1).sum();
+    let exactness = match a.near {
+        0 => String::new(),
+        k => format!(", near-lossless (every pixel within {k} of the original)"),
+    };
     println!(
         "{n} images, {} -> {} bytes: {:.4} bits per dimension \
-         ({:.4} without the first image's {:.0} initial bits); {:.1} images/s",
+         ({:.4} without the first image's {:.0} initial bits){exactness}; {:.1} images/s",
         raw.len(),
         file.len(),
         per_pixel,

@@ -41,8 +41,10 @@ fn run(models: &[Vae; 3], data: &[u8]) {
         return;
     };
     // Up to 8 images of 4x4 behind a valid header, the rest as words:
-    // binary pixels, 8-bit levels (both bits-back) or a codec's latents.
-    let which = usize::from(first & 3).min(2);
+    // binary pixels, 8-bit levels (both bits-back; lossless or within 2)
+    // or a codec's latents.
+    let which = [0, 1, 2, 1][usize::from(first & 3)];
+    let near = if first & 3 == 3 { 2 } else { 0 };
     let bucket_bits = 1 + (first >> 2) % 8;
     let coding = match which {
         0 => Coding::BitsBack {
@@ -50,7 +52,10 @@ fn run(models: &[Vae; 3], data: &[u8]) {
             bucket_bits,
         },
         1 => Coding::BitsBack {
-            pixels: Pixels::Levels { mixture: None },
+            pixels: Pixels::Levels {
+                mixture: None,
+                near,
+            },
             bucket_bits,
         },
         _ => Coding::Latents,
