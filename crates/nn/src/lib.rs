@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 mod error;
+pub mod export;
 pub mod gradcheck;
 pub mod init;
 mod layers;

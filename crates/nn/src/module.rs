@@ -165,6 +165,15 @@ pub trait Forward<T: Element = f32>: Module<T> {
     fn forward_rectified(&self, x: &Var<T>, slope: f64) -> Result<Var<T>> {
         Ok(rectify(&self.forward(x)?, T::of(slope)))
     }
+
+    /// Adds this layer's inference-time computation on the value named `x`
+    /// to `graph` (weights named under the graph's scope, as in the state
+    /// dict) and returns its output's name: what ONNX export writes. A
+    /// layer without one says so.
+    fn export(&self, graph: &mut crate::export::Graph, x: &str) -> Result<String> {
+        let _ = (graph, x);
+        Err(crate::export::unsupported(std::any::type_name::<Self>()))
+    }
 }
 
 /// How a field of a `#[derive(Module)]` struct takes part in its state:

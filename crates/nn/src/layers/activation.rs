@@ -1,5 +1,6 @@
 //! Activation layers (no state).
 
+use crate::export::{Attr, Graph};
 use crate::{Element, Forward, Module, Result, Var};
 
 macro_rules! activation {
@@ -11,6 +12,11 @@ macro_rules! activation {
         impl<T: Element> Forward<T> for $name {
             fn forward(&self, $x: &Var<T>) -> Result<Var<T>> {
                 Ok($body)
+            }
+
+            fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+                // The ONNX operator has the layer's name.
+                Ok(g.node(stringify!($name), &[x], vec![]))
             }
         }
     };
@@ -44,6 +50,10 @@ impl<T: Element> Forward<T> for Relu {
 
     fn rectifier_slope(&self) -> Option<f64> {
         Some(0.0)
+    }
+
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        Ok(g.node("Relu", &[x], vec![]))
     }
 }
 
@@ -81,5 +91,10 @@ impl<T: Element> Forward<T> for LeakyRelu {
 
     fn rectifier_slope(&self) -> Option<f64> {
         Some(self.slope)
+    }
+
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let alpha = Attr::Float(self.slope as f32);
+        Ok(g.node("LeakyRelu", &[x], vec![("alpha", alpha)]))
     }
 }

@@ -1,3 +1,4 @@
+use crate::export::{Attr, Graph};
 use rand::Rng;
 
 use crate::{init, Conv2dOptions, Element, Forward, Module, Result, Var};
@@ -93,6 +94,39 @@ impl<T: Element> Forward<T> for Conv2d<T> {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         add_channel_bias(x.conv2d(&self.weight, self.options)?, &self.bias)
     }
+
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let attrs = conv_attrs(&self.weight, self.options);
+        export_conv(g, "Conv", x, &self.weight, &self.bias, attrs)
+    }
+}
+
+/// The kernel and geometry attributes ONNX's Conv and ConvTranspose share.
+fn conv_attrs<T: Element>(weight: &Var<T>, o: Conv2dOptions) -> Vec<(&'static str, Attr)> {
+    let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&i| i as i64).collect());
+    let [ph, pw] = o.padding;
+    vec![
+        ("kernel_shape", ints(&weight.shape()[2..])),
+        ("strides", ints(&o.stride)),
+        ("pads", ints(&[ph, pw, ph, pw])),
+        ("dilations", ints(&o.dilation)),
+    ]
+}
+
+/// A convolution node `op` with its weight and optional bias.
+fn export_conv<T: Element>(
+    g: &mut Graph,
+    op: &'static str,
+    x: &str,
+    weight: &Var<T>,
+    bias: &Option<Var<T>>,
+    attrs: Vec<(&'static str, Attr)>,
+) -> Result<String> {
+    let w = g.weight("weight", weight);
+    let b = bias.as_ref().map(|b| g.weight("bias", b));
+    let mut inputs = vec![x, w.as_str()];
+    inputs.extend(b.as_deref());
+    Ok(g.node(op, &inputs, attrs))
 }
 
 /// Geometry of a ConvTranspose2d beyond its channel counts (PyTorch's defaults).
@@ -177,5 +211,12 @@ impl<T: Element> Forward<T> for ConvTranspose2d<T> {
             x.conv_transpose2d(&self.weight, self.options, op)?,
             &self.bias,
         )
+    }
+
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let mut attrs = conv_attrs(&self.weight, self.options);
+        let op = self.output_padding as i64;
+        attrs.push(("output_padding", Attr::Ints(vec![op, op])));
+        export_conv(g, "ConvTranspose", x, &self.weight, &self.bias, attrs)
     }
 }

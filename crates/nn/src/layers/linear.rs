@@ -1,3 +1,4 @@
+use crate::export::{Attr, Graph};
 use rand::Rng;
 
 use crate::{init, Element, Forward, Module, Result, Var};
@@ -58,5 +59,14 @@ impl<T: Element> Forward<T> for Linear<T> {
             Some(b) => Ok(y.add(b)?),
             None => Ok(y),
         }
+    }
+
+    /// Gemm (x W^T + b) on a [n, in] input.
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let w = g.weight("weight", &self.weight);
+        let mut inputs = vec![x, w.as_str()];
+        let b = self.bias.as_ref().map(|b| g.weight("bias", b));
+        inputs.extend(b.as_deref());
+        Ok(g.node("Gemm", &inputs, vec![("transB", Attr::Int(1))]))
     }
 }

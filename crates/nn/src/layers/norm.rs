@@ -1,5 +1,6 @@
 //! BatchNorm (1-D and 2-D) and LayerNorm.
 
+use crate::export::{Attr, Graph};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::module::rectify;
@@ -171,6 +172,30 @@ impl<T: Element> Forward<T> for BatchNorm<T> {
     fn forward_rectified(&self, x: &Var<T>, slope: f64) -> Result<Var<T>> {
         self.normalise(x, Some(T::of(slope)))
     }
+
+    /// BatchNormalization in inference form: the running statistics.
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let c = self.running_mean.numel();
+        let mut affine = |name: &str, p: &Option<Var<T>>, default: f32| match p {
+            Some(p) => g.weight(name, p),
+            None => g.floats(name, vec![default; c]),
+        };
+        let (scale, bias) = (
+            affine("weight", &self.weight, 1.0),
+            affine("bias", &self.bias, 0.0),
+        );
+        let mean = g.weight("running_mean", &self.running_mean);
+        let var = g.weight("running_var", &self.running_var);
+        let eps = Attr::Float(self.config.eps as f32);
+        let inputs = [
+            x,
+            scale.as_str(),
+            bias.as_str(),
+            mean.as_str(),
+            var.as_str(),
+        ];
+        Ok(g.node("BatchNormalization", &inputs, vec![("epsilon", eps)]))
+    }
 }
 
 /// Layer normalisation over the trailing axes `normalized_shape`.
@@ -235,5 +260,28 @@ impl<T: Element> Forward<T> for LayerNorm<T> {
             y = y.mul(w)?.add(b)?;
         }
         Ok(y)
+    }
+
+    /// LayerNormalization over the last `normalized_shape.len()` axes.
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let count = self.normalized_shape.iter().product::<usize>();
+        let (scale, bias) = match (&self.weight, &self.bias) {
+            (Some(w), Some(b)) => (g.weight("weight", w), g.weight("bias", b)),
+            _ => (
+                g.floats("weight", vec![1.0; count]),
+                g.floats("bias", vec![0.0; count]),
+            ),
+        };
+        let attrs = vec![
+            ("axis", Attr::Int(-(self.normalized_shape.len() as i64))),
+            ("epsilon", Attr::Float(self.eps as f32)),
+        ];
+        // A multi-axis scale must have the normalised shape, not be flat.
+        let shape: Vec<i64> = self.normalized_shape.iter().map(|&d| d as i64).collect();
+        let (scale_shape, bias_shape) =
+            (g.ints("scale_shape", &shape), g.ints("bias_shape", &shape));
+        let scale = g.node("Reshape", &[&scale, &scale_shape], vec![]);
+        let bias = g.node("Reshape", &[&bias, &bias_shape], vec![]);
+        Ok(g.node("LayerNormalization", &[x, &scale, &bias], attrs))
     }
 }

@@ -1,3 +1,4 @@
+use crate::export::Graph;
 use crate::{Element, Forward, Module, Result, Var};
 
 /// Layers applied in order; their state is named `0.weight`, `1.bias`, ...
@@ -79,6 +80,15 @@ impl<T: Element> Forward<T> for Sequential<T> {
                 }
                 None => layer.forward(&h)?,
             };
+        }
+        Ok(h)
+    }
+
+    /// The layers in order, each under its position (`0.weight`).
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let mut h = x.to_string();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = g.scoped(&i.to_string(), |g| layer.export(g, &h))?;
         }
         Ok(h)
     }

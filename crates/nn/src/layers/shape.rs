@@ -1,5 +1,6 @@
 //! Layers that only reshape.
 
+use crate::export::{Attr, Graph};
 use crate::{Element, Error, Forward, Module, Result, Var};
 
 /// Collapses axes `start..=end` (PyTorch's defaults: 1 to the last).
@@ -23,6 +24,21 @@ impl<T: Element> Forward<T> for Flatten {
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {
         let end = self.end.unwrap_or(x.rank().saturating_sub(1));
         Ok(x.flatten(self.start, end)?)
+    }
+
+    /// ONNX's Flatten folds everything from an axis on into one: the
+    /// default Flatten (axis 1 to the end) only.
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        if self.end.is_some() || self.start != 1 {
+            return Err(crate::export::unsupported(
+                "Flatten other than from axis 1 to the end",
+            ));
+        }
+        Ok(g.node(
+            "Flatten",
+            &[x],
+            vec![("axis", Attr::Int(self.start as i64))],
+        ))
     }
 }
 
@@ -59,5 +75,14 @@ impl<T: Element> Forward<T> for Unflatten {
         new.extend_from_slice(&self.sizes);
         new.extend_from_slice(&shape[self.axis + 1..]);
         Ok(x.reshape(&new)?)
+    }
+
+    /// Reshape keeping the axes before `axis` (ONNX's 0): an input whose
+    /// last axis is `axis`, as after a Linear layer.
+    fn export(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let mut shape = vec![0i64; self.axis];
+        shape.extend(self.sizes.iter().map(|&s| s as i64));
+        let shape = g.ints("shape", &shape);
+        Ok(g.node("Reshape", &[x, &shape], vec![]))
     }
 }
