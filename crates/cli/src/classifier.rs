@@ -22,6 +22,11 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::{Error, Result};
 
+/// The images the classifier takes: 28x28 gray digits.
+pub const IMAGE_SHAPE: [usize; 3] = [1, 28, 28];
+/// Its classes: the ten digits.
+pub const CLASSES: usize = 10;
+
 /// The network, PyTorch-initialised from `seed`; its state dict names are
 /// nn.Sequential's (`0.weight`, `3.weight`, `7.weight`, `9.weight`).
 pub fn lenet(seed: u64) -> Result<Sequential> {

@@ -27,6 +27,8 @@ pub enum Error {
     Gan(#[from] deepgen_gan::Error),
     #[error(transparent)]
     Train(#[from] deepgen_train::Error),
+    #[error(transparent)]
+    Onnx(#[from] deepgen_onnx::Error),
     /// Compressing failed (the message names the input).
     #[error(transparent)]
     Compress(Box<deepgen_compress::Error>),

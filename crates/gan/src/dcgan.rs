@@ -30,8 +30,11 @@ use deepgen_nn::{
     Embedding, LeakyRelu, Module, Relu, Sequential, Tanh,
 };
 
-use crate::net::{check_input, check_labels, copy_state, Discriminator, Generator};
+use crate::net::{
+    check_input, check_labels, copy_state, export_with_labels, Discriminator, Generator,
+};
 use crate::{Error, Result};
+use deepgen_nn::export::Graph;
 
 /// Sizes of a DCGAN pair (pytorch/examples' defaults, for MNIST-sized images).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -221,6 +224,14 @@ impl<T: Element> Generator<T> for DcganGenerator<T> {
 
     fn spec(&self) -> crate::NetSpec {
         crate::NetSpec::Dcgan(self.config.clone())
+    }
+
+    fn export(&self, g: &mut Graph, z: &str, labels: Option<&str>) -> Result<String> {
+        let h = export_with_labels(g, z, &self.embed, labels)?;
+        // [n, c] -> [n, c, 1, 1]: the first transposed convolution's input.
+        let shape = g.ints("z_shape", &[0, -1, 1, 1]);
+        let h = g.node("Reshape", &[&h, &shape], vec![]);
+        Ok(g.scoped("net", |g| self.net.export(g, &h))?)
     }
 }
 

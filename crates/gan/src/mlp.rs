@@ -20,8 +20,11 @@ use deepgen_nn::{
     Embedding, Flatten, LeakyRelu, Linear, Module, Relu, Sequential, Tanh, Unflatten,
 };
 
-use crate::net::{check_input, check_labels, copy_state, Activation, Discriminator, Generator};
+use crate::net::{
+    check_input, check_labels, copy_state, export_with_labels, Activation, Discriminator, Generator,
+};
 use crate::{Error, Result};
+use deepgen_nn::export::Graph;
 
 /// Sizes of an MLP generator and discriminator.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -222,6 +225,11 @@ impl<T: Element> Generator<T> for MlpGenerator<T> {
 
     fn spec(&self) -> crate::NetSpec {
         crate::NetSpec::Mlp(self.config.clone())
+    }
+
+    fn export(&self, g: &mut Graph, z: &str, labels: Option<&str>) -> Result<String> {
+        let h = export_with_labels(g, z, &self.embed, labels)?;
+        Ok(g.scoped("net", |g| self.net.export(g, &h))?)
     }
 }
 

@@ -5,7 +5,8 @@
 use std::sync::atomic::Ordering;
 
 use deepgen_autograd::{Element, Tensor, Var};
-use deepgen_nn::{Module, Slot};
+use deepgen_nn::export::{Attr, Graph};
+use deepgen_nn::{Embedding, Module, Slot};
 
 use crate::{Error, Result};
 
@@ -35,6 +36,32 @@ pub trait Generator<T: Element = f32>: Module<T> {
 
     /// The architecture, for checkpoints.
     fn spec(&self) -> crate::NetSpec;
+
+    /// ONNX export: adds `generate` on the graph values `z` (float [n,
+    /// latent]) and, for a conditional net, `labels` (int64 [n]) to
+    /// `graph`; returns the samples' value.
+    fn export(&self, graph: &mut Graph, z: &str, labels: Option<&str>) -> Result<String>;
+}
+
+/// The ONNX form of `with_labels`: `h` joined by the label's embedding
+/// (`embed.weight`) along axis 1, for a conditional net.
+pub(crate) fn export_with_labels<T: Element>(
+    g: &mut Graph,
+    h: &str,
+    embed: &Option<Embedding<T>>,
+    labels: Option<&str>,
+) -> Result<String> {
+    match (embed, labels) {
+        (None, _) => Ok(h.to_string()),
+        (Some(e), Some(labels)) => {
+            let rows = g.scoped("embed", |g| e.export_lookup(g, labels));
+            Ok(g.node("Concat", &[h, &rows], vec![("axis", Attr::Int(1))]))
+        }
+        (Some(_), None) => Err(Error::Invalid {
+            op: "export",
+            msg: "a conditional generator needs a labels input".into(),
+        }),
+    }
 }
 
 /// A discriminator (or WGAN critic): samples [n, input_shape..] (with one

@@ -110,7 +110,13 @@ impl Graph {
     }
 
     fn constant(&mut self, name: &str, shape: Vec<usize>, values: Values) -> String {
-        let name = self.path(name);
+        let mut name = self.path(name);
+        // Weights have unique paths; helper constants (a shape, an axis)
+        // may repeat within a scope: those get a number.
+        if self.initializers.iter().any(|i| i.name == name) {
+            self.next_value += 1;
+            name = format!("{name}_{}", self.next_value);
+        }
         self.initializers.push(Initializer {
             name: name.clone(),
             shape,

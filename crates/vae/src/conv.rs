@@ -8,6 +8,7 @@ use deepgen_nn::{
 
 use crate::model::VaeNet;
 use crate::{Error, Result};
+use deepgen_nn::export::Graph;
 
 /// A convolutional VAE for [c, h, w] images (h and w divisible by
 /// 2^stages): each stage halves the size with a 4x4 stride-2 convolution.
@@ -138,6 +139,16 @@ impl<T: Element> VaeNet<T> for ConvVae<T> {
 
     fn decode(&self, z: &Var<T>) -> Result<Var<T>> {
         Ok(self.decoder.forward(z)?)
+    }
+
+    fn export_encode(&self, g: &mut Graph, x: &str) -> Result<(String, String)> {
+        let h = g.scoped("encoder", |g| self.encoder.export(g, x))?;
+        let mu = g.scoped("fc_mu", |g| self.fc_mu.export(g, &h))?;
+        Ok((mu, g.scoped("fc_logvar", |g| self.fc_logvar.export(g, &h))?))
+    }
+
+    fn export_decode(&self, g: &mut Graph, z: &str) -> Result<String> {
+        Ok(g.scoped("decoder", |g| self.decoder.export(g, z))?)
     }
 }
 

@@ -1,6 +1,7 @@
 use rand::Rng;
 
 use deepgen_autograd::{Element, Var};
+use deepgen_nn::export::{Attr, Graph};
 use deepgen_nn::{Forward, Linear, Module};
 
 use crate::model::VaeNet;
@@ -65,6 +66,25 @@ impl<T: Element> VaeNet<T> for MlpVae<T> {
         shape.extend(&self.image_shape);
         shape[1] *= self.outputs;
         Ok(out.reshape(&shape)?)
+    }
+
+    fn export_encode(&self, g: &mut Graph, x: &str) -> Result<(String, String)> {
+        let flat = g.node("Flatten", &[x], vec![("axis", Attr::Int(1))]);
+        let h = g.scoped("fc1", |g| self.fc1.export(g, &flat))?;
+        let h = g.node("Relu", &[&h], vec![]);
+        let mu = g.scoped("fc21", |g| self.fc21.export(g, &h))?;
+        Ok((mu, g.scoped("fc22", |g| self.fc22.export(g, &h))?))
+    }
+
+    fn export_decode(&self, g: &mut Graph, z: &str) -> Result<String> {
+        let h = g.scoped("fc3", |g| self.fc3.export(g, z))?;
+        let h = g.node("Relu", &[&h], vec![]);
+        let out = g.scoped("fc4", |g| self.fc4.export(g, &h))?;
+        let mut shape: Vec<i64> = self.image_shape.iter().map(|&d| d as i64).collect();
+        shape[0] *= self.outputs as i64;
+        shape.insert(0, 0);
+        let shape = g.ints("image_shape", &shape);
+        Ok(g.node("Reshape", &[&out, &shape], vec![]))
     }
 }
 

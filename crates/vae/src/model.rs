@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use deepgen_autograd::{Element, Tensor, Var};
 use deepgen_nn::checkpoint;
+use deepgen_nn::export::{Attr, Graph};
 use deepgen_nn::module::visit_child;
 use deepgen_nn::{Forward, Module, ModuleField, Slot};
 
@@ -27,6 +28,28 @@ pub trait VaeNet<T: Element>: Forward<T> {
     fn encode(&self, x: &Var<T>) -> Result<(Var<T>, Var<T>)>;
     /// [n, latent] -> [n, image..]: Bernoulli logits or Gaussian means.
     fn decode(&self, z: &Var<T>) -> Result<Var<T>>;
+
+    /// ONNX export of `encode` on the graph value `x`: (mu, logvar).
+    fn export_encode(&self, g: &mut Graph, x: &str) -> Result<(String, String)> {
+        let _ = (g, x);
+        Err(not_exported("encoder"))
+    }
+
+    /// ONNX export of `decode` on the graph value `z`.
+    fn export_decode(&self, g: &mut Graph, z: &str) -> Result<String> {
+        let _ = (g, z);
+        Err(not_exported("decoder"))
+    }
+}
+
+fn not_exported(part: &str) -> Error {
+    Error::Invalid {
+        op: "export",
+        msg: format!(
+            "a codec's {part} has no ONNX export (its latents are rounded and entropy \
+             coded; export a VAE, a GAN generator or the classifier)"
+        ),
+    }
 }
 
 /// A boxed network is a field of [`Vae`] like any child module.
@@ -385,6 +408,58 @@ impl<T: Element> Vae<T> {
     /// [n, latent] -> the decoder's output [n, image..] (logits or means).
     pub fn decode(&self, z: &Var<T>) -> Result<Var<T>> {
         self.net.decode(z)
+    }
+
+    /// ONNX export of [`Vae::encode`] on the graph value `x` (images
+    /// [n, image..]): the values of (mu, logvar).
+    pub fn export_encoder(&self, g: &mut Graph, x: &str) -> Result<(String, String)> {
+        self.net.export_encode(g, x)
+    }
+
+    /// ONNX export of the pixel means [`Vae::mean`] of [`Vae::decode`] on
+    /// the graph value `z` ([n, latent]): what `deepgen sample` draws.
+    pub fn export_decoder(&self, g: &mut Graph, z: &str) -> Result<String> {
+        let decoded = self.net.export_decode(g, z)?;
+        let c = self.config.image_shape[0] as i64;
+        let clamp01 = |g: &mut Graph, x: &str| {
+            let (lo, hi) = (g.floats("zero", vec![0.0]), g.floats("one", vec![1.0]));
+            // Clip takes scalars: the constants' shape [1] reshaped to [].
+            let scalar = g.ints("scalar", &[]);
+            let lo = g.node("Reshape", &[&lo, &scalar], vec![]);
+            let hi = g.node("Reshape", &[&hi, &scalar], vec![]);
+            g.node("Clip", &[x, &lo, &hi], vec![])
+        };
+        // Channels [from, from + len) of the decoder output.
+        let channels = |g: &mut Graph, from: i64, len: i64| {
+            let (starts, ends) = (g.ints("starts", &[from]), g.ints("ends", &[from + len]));
+            let axes = g.ints("axes", &[1]);
+            g.node("Slice", &[&decoded, &starts, &ends, &axes], vec![])
+        };
+        Ok(match self.config.likelihood {
+            Likelihood::Bernoulli => g.node("Sigmoid", &[&decoded], vec![]),
+            Likelihood::DiscretizedLogistic => {
+                let location = channels(g, 0, c);
+                clamp01(g, &location)
+            }
+            Likelihood::LogisticMixture { components } => {
+                let k = components as i64;
+                let mut shape = vec![0, k];
+                shape.extend(self.config.image_shape.iter().map(|&d| d as i64));
+                let shape = g.ints("mixture_shape", &shape);
+                let part = |g: &mut Graph, i: i64| {
+                    let block = channels(g, i * k * c, k * c);
+                    g.node("Reshape", &[&block, &shape], vec![])
+                };
+                let (logits, means) = (part(g, 0), part(g, 1));
+                let weights = g.node("Softmax", &[&logits], vec![("axis", Attr::Int(1))]);
+                let means = clamp01(g, &means);
+                let weighted = g.node("Mul", &[&weights, &means], vec![]);
+                let axis = g.ints("component_axis", &[1]);
+                let keep = ("keepdims", Attr::Int(0));
+                g.node("ReduceSum", &[&weighted, &axis], vec![keep])
+            }
+            _ => decoded,
+        })
     }
 
     /// The pixel means E[x|z] of a decoder output: sigmoid of the logits,

@@ -15,6 +15,7 @@ mod eval_classifier;
 mod eval_gan;
 mod eval_gan2d;
 mod eval_vae;
+mod export;
 mod sample;
 mod tools;
 mod train_classifier;
@@ -77,6 +78,10 @@ enum Command {
     Compress(compress::CompressArgs),
     /// Restores the IDX file `compress` wrote, byte for byte.
     Decompress(compress::DecompressArgs),
+    /// Writes a trained model as an ONNX file for ONNX Runtime, TensorRT,
+    /// OpenVINO or a browser: a GAN's generator, a VAE's decoder or
+    /// encoder, the classifier.
+    Export(export::Args),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -144,6 +149,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Interpolate(a) => tools::interpolate(a),
         Command::Compress(a) => compress::compress(a),
         Command::Decompress(a) => compress::decompress(a),
+        Command::Export(a) => export::run(a),
     }
 }
 

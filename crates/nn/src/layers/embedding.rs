@@ -40,6 +40,19 @@ impl<T: Element> Embedding<T> {
     }
 }
 
+impl<T: Element> Embedding<T> {
+    /// ONNX: the rows of the weight at the int64 `indices` (Gather), under
+    /// the graph's current scope.
+    pub fn export_lookup(&self, g: &mut crate::export::Graph, indices: &str) -> String {
+        let w = g.weight("weight", &self.weight);
+        g.node(
+            "Gather",
+            &[&w, indices],
+            vec![("axis", crate::export::Attr::Int(0))],
+        )
+    }
+}
+
 impl<T: Element> Forward<T> for Embedding<T> {
     /// `x` holds indices (whole numbers); [..] -> [.., dim].
     fn forward(&self, x: &Var<T>) -> Result<Var<T>> {

@@ -1,0 +1,181 @@
+//! `deepgen export`: a trained model as an ONNX file (deepgen-onnx), for
+//! ONNX Runtime, TensorRT, OpenVINO and browsers.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use deepgen_cli::{classifier, Error, Result};
+use deepgen_gan::Generator;
+use deepgen_nn::export::Graph;
+use deepgen_nn::{checkpoint, Forward};
+use deepgen_onnx::{Export, Value};
+use deepgen_vae::Vae;
+
+use super::sample::check_finite;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Onnx,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// A VAE's decoder: latent z -> image (the pixel means `sample` draws)
+    Decoder,
+    /// A VAE's encoder: image -> (mu, logvar) of q(z|x)
+    Encoder,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A GAN's generator(_ema).safetensors, a VAE's model.safetensors or
+    /// a classifier.safetensors
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The file format
+    #[arg(long, value_enum, default_value = "onnx")]
+    format: Format,
+    /// Which part of a VAE
+    #[arg(long, value_enum, default_value = "decoder")]
+    part: Part,
+    /// The file to write (.onnx)
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// What a model exports to: its graph, inputs, outputs and the names of
+/// the graph values that are the outputs.
+struct Exported {
+    kind: &'static str,
+    graph: Graph,
+    inputs: Vec<Value>,
+    results: Vec<String>,
+    outputs: Vec<Value>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let Format::Onnx = a.format;
+    let (_, meta) = checkpoint::load_tensors(&a.checkpoint)?;
+    let e = match deepgen_gan::spec::try_load_generator(&a.checkpoint)? {
+        Some(g) => {
+            check_finite(g.as_module(), &a.checkpoint)?;
+            generator(g.as_ref())?
+        }
+        None if meta.contains_key(deepgen_vae::CONFIG_KEY) => {
+            let model = Vae::from_checkpoint(&a.checkpoint)?;
+            check_finite(&model, &a.checkpoint)?;
+            vae(&model, a.part)?
+        }
+        None => {
+            let model = classifier::load(&a.checkpoint)?;
+            check_finite(&model, &a.checkpoint)?;
+            classifier(&model)?
+        }
+    };
+    if a.part == Part::Encoder && !e.kind.starts_with("vae") {
+        return Err(Error::Usage("--part is for VAEs".into()));
+    }
+    let metadata = description(e.kind, &meta);
+    let model = deepgen_onnx::model(&Export {
+        name: e.kind,
+        graph: &e.graph,
+        inputs: &e.inputs,
+        results: &e.results,
+        outputs: &e.outputs,
+        metadata: &metadata,
+    });
+    deepgen_onnx::write(&model, &a.out)?;
+    let list = |vs: &[Value]| {
+        let v: Vec<String> = vs
+            .iter()
+            .map(|v| format!("{} {}", v.name, shape(v)))
+            .collect();
+        v.join(", ")
+    };
+    println!(
+        "wrote {} ({}, ONNX opset {}): {} operators, {} weights; inputs {}; outputs {}",
+        a.out.display(),
+        e.kind,
+        deepgen_onnx::OPSET,
+        e.graph.nodes.len() + e.outputs.len(),
+        e.graph.initializers.len(),
+        list(&e.inputs),
+        list(&e.outputs)
+    );
+    Ok(())
+}
+
+fn shape(v: &Value) -> String {
+    let dims = v.sample.iter().flatten().map(|d| d.to_string());
+    let all: Vec<String> = std::iter::once(deepgen_onnx::BATCH.to_string())
+        .chain(dims)
+        .collect();
+    format!("[{}]", all.join(", "))
+}
+
+/// The model's kind and its own description (the checkpoint's metadata:
+/// the architecture's JSON), for the file's metadata.
+fn description(kind: &str, meta: &HashMap<String, String>) -> Vec<(String, String)> {
+    let mut out = vec![("deepgen.kind".to_string(), kind.to_string())];
+    let mut keys: Vec<_> = meta
+        .iter()
+        .filter(|(k, _)| k.starts_with("deepgen."))
+        .collect();
+    keys.sort();
+    out.extend(keys.into_iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
+/// A generator: z [latent] (and an int64 label) -> samples, as its
+/// `generate` (a Tanh's images lie in [-1, 1]).
+fn generator(g: &dyn Generator) -> Result<Exported> {
+    let mut graph = Graph::new();
+    let labels = g.num_classes().map(|_| "label");
+    let samples = g.export(&mut graph, "z", labels)?;
+    let mut inputs = vec![Value::float("z", &[g.latent_dim()])];
+    inputs.extend(labels.map(|l| Value::int64(l, &[])));
+    Ok(Exported {
+        kind: "gan-generator",
+        graph,
+        inputs,
+        results: vec![samples],
+        outputs: vec![Value::float("samples", &g.output_shape())],
+    })
+}
+
+fn vae(model: &Vae, part: Part) -> Result<Exported> {
+    let mut graph = Graph::new();
+    let image = model.image_shape();
+    let latent = [model.latent_dim()];
+    Ok(match part {
+        Part::Decoder => Exported {
+            kind: "vae-decoder",
+            results: vec![model.export_decoder(&mut graph, "z")?],
+            graph,
+            inputs: vec![Value::float("z", &latent)],
+            outputs: vec![Value::float("image", image)],
+        },
+        Part::Encoder => {
+            let (mu, logvar) = model.export_encoder(&mut graph, "image")?;
+            Exported {
+                kind: "vae-encoder",
+                graph,
+                inputs: vec![Value::float("image", image)],
+                results: vec![mu, logvar],
+                outputs: vec![Value::float("mu", &latent), Value::float("logvar", &latent)],
+            }
+        }
+    })
+}
+
+fn classifier(model: &deepgen_nn::Sequential) -> Result<Exported> {
+    let mut graph = Graph::new();
+    let logits = model.export(&mut graph, "image")?;
+    Ok(Exported {
+        kind: "classifier",
+        graph,
+        inputs: vec![Value::float("image", &classifier::IMAGE_SHAPE)],
+        results: vec![logits],
+        outputs: vec![Value::float("logits", &[classifier::CLASSES])],
+    })
+}
