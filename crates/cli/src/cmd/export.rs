@@ -39,14 +39,29 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "decoder")]
     part: Part,
     /// The file to write (.onnx)
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "web")]
+    out: Option<PathBuf>,
+    /// Also a static web page in this new folder that draws new images at
+    /// the press of a button, with ONNX Runtime Web (a GAN generator or a
+    /// VAE decoder); serve the folder over HTTP to open it
+    #[arg(long, value_name = "DIR")]
+    web: Option<PathBuf>,
+    /// onnxruntime-web's dist folder, vendored into the page (`npm pack
+    /// onnxruntime-web`, or an `npm install`'s)
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "node_modules/onnxruntime-web/dist"
+    )]
+    ort_web: PathBuf,
 }
 
 /// What a model exports to: its graph, inputs, outputs and the names of
 /// the graph values that are the outputs.
 struct Exported {
     kind: &'static str,
+    /// A conditional generator's classes.
+    classes: Option<usize>,
     graph: Graph,
     inputs: Vec<Value>,
     results: Vec<String>,
@@ -84,7 +99,18 @@ pub fn run(a: Args) -> Result<()> {
         outputs: &e.outputs,
         metadata: &metadata,
     });
-    deepgen_onnx::write(&model, &a.out)?;
+    if let Some(out) = &a.out {
+        deepgen_onnx::write(&model, out)?;
+    }
+    if let Some(dir) = &a.web {
+        web::write(dir, &a.ort_web, &e, &deepgen_onnx::to_bytes(&model))?;
+    }
+    let written: Vec<String> = a
+        .out
+        .iter()
+        .chain(&a.web)
+        .map(|p| p.display().to_string())
+        .collect();
     let list = |vs: &[Value]| {
         let v: Vec<String> = vs
             .iter()
@@ -94,7 +120,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     println!(
         "wrote {} ({}, ONNX opset {}): {} operators, {} weights; inputs {}; outputs {}",
-        a.out.display(),
+        written.join(" and "),
         e.kind,
         deepgen_onnx::OPSET,
         e.graph.nodes.len() + e.outputs.len(),
@@ -136,6 +162,7 @@ fn generator(g: &dyn Generator) -> Result<Exported> {
     inputs.extend(labels.map(|l| Value::int64(l, &[])));
     Ok(Exported {
         kind: "gan-generator",
+        classes: g.num_classes(),
         graph,
         inputs,
         results: vec![samples],
@@ -150,6 +177,7 @@ fn vae(model: &Vae, part: Part) -> Result<Exported> {
     Ok(match part {
         Part::Decoder => Exported {
             kind: "vae-decoder",
+            classes: None,
             results: vec![model.export_decoder(&mut graph, "z")?],
             graph,
             inputs: vec![Value::float("z", &latent)],
@@ -159,6 +187,7 @@ fn vae(model: &Vae, part: Part) -> Result<Exported> {
             let (mu, logvar) = model.export_encoder(&mut graph, "image")?;
             Exported {
                 kind: "vae-encoder",
+                classes: None,
                 graph,
                 inputs: vec![Value::float("image", image)],
                 results: vec![mu, logvar],
@@ -173,9 +202,92 @@ fn classifier(model: &deepgen_nn::Sequential) -> Result<Exported> {
     let logits = model.export(&mut graph, "image")?;
     Ok(Exported {
         kind: "classifier",
+        classes: None,
         graph,
         inputs: vec![Value::float("image", &classifier::IMAGE_SHAPE)],
         results: vec![logits],
         outputs: vec![Value::float("logits", &[classifier::CLASSES])],
     })
+}
+
+/// The web page of `--web`: index.html, the model and ONNX Runtime Web.
+mod web {
+    use std::path::Path;
+
+    use deepgen_cli::{Error, Result};
+    use serde_json::json;
+
+    use super::Exported;
+
+    const PAGE: &str = include_str!("web/index.html");
+    /// What the page loads of onnxruntime-web's dist folder: the script,
+    /// its WebAssembly loader and the WebAssembly build.
+    const RUNTIME: [&str; 3] = [
+        "ort.wasm.min.js",
+        "ort-wasm-simd-threaded.mjs",
+        "ort-wasm-simd-threaded.wasm",
+    ];
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Writes the page into the new folder `dir`, built beside it and
+    /// renamed into place (an interrupted run leaves no half page).
+    pub fn write(dir: &Path, ort_web: &Path, e: &Exported, model: &[u8]) -> Result<()> {
+        let shape = e.outputs[0].sample.clone().unwrap_or_default();
+        let range = match e.kind {
+            "gan-generator" => [-1.0, 1.0], // a Tanh's images
+            "vae-decoder" => [0.0, 1.0],    // pixel means
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--web draws images of a GAN generator or a VAE decoder, not a {}",
+                    e.kind
+                )))
+            }
+        };
+        if shape.len() != 3 || ![1, 3].contains(&shape[0]) {
+            return Err(Error::Usage(format!(
+                "--web draws gray or RGB images; this model makes {shape:?}"
+            )));
+        }
+        if let Some(missing) = RUNTIME.iter().find(|f| !ort_web.join(f).is_file()) {
+            return Err(Error::Usage(format!(
+                "--ort-web {}: no {missing}; give onnxruntime-web's dist folder \
+                 (npm pack onnxruntime-web && tar xzf onnxruntime-web-*.tgz: package/dist)",
+                ort_web.display()
+            )));
+        }
+        if dir.exists() {
+            return Err(Error::Usage(format!(
+                "--web {}: the folder exists",
+                dir.display()
+            )));
+        }
+        let about = json!({
+            "kind": e.kind,
+            "input": e.inputs[0].name,
+            "output": e.outputs[0].name,
+            "latent": e.inputs[0].sample.as_ref().and_then(|s| s.first()),
+            "classes": e.classes,
+            "shape": shape,
+            "range": range,
+        });
+        let building = dir.with_extension(format!("partial-{}", std::process::id()));
+        std::fs::create_dir_all(&building).map_err(io(&building))?;
+        let page = PAGE.replace("/*MODEL*/{}", &about.to_string());
+        let put = |name: &str, bytes: &[u8]| {
+            std::fs::write(building.join(name), bytes).map_err(io(&building))
+        };
+        put("index.html", page.as_bytes())?;
+        put("model.onnx", model)?;
+        for f in RUNTIME {
+            let from = ort_web.join(f);
+            std::fs::copy(&from, building.join(f)).map_err(io(&from))?;
+        }
+        std::fs::rename(&building, dir).map_err(io(dir))
+    }
 }
