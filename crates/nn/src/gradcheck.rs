@@ -85,8 +85,54 @@ fn batch_norm_case(
 }
 
 /// Every layer and loss of deepgen-nn.
+/// A bidirectional recurrent layer (GRU or LSTM) over a padded batch of
+/// lengths 3 and 2: its outputs, then its final states, as one vector.
+fn recurrent_case(name: &str, lstm: bool) -> Case {
+    let gates = if lstm { 4 } else { 3 };
+    let (input, hidden) = (3, 2);
+    Case::new(
+        name,
+        move |rng| {
+            let mut v = vec![normal(&[2, 3, input], rng)];
+            for _ in 0..2 {
+                v.push(normal(&[gates * hidden, input], rng));
+                v.push(normal(&[gates * hidden, hidden], rng));
+                v.push(normal(&[gates * hidden], rng));
+                v.push(normal(&[gates * hidden], rng));
+            }
+            v
+        },
+        move |x| {
+            let config = crate::RnnConfig {
+                bidirectional: true,
+                batch_first: true,
+                ..Default::default()
+            };
+            let lengths = Some(&[3usize, 2][..]);
+            let params = x[1..].iter().cloned();
+            let flat = |v: &Var<f64>| v.reshape(&[v.numel()]);
+            let (out, state) = if lstm {
+                let mut m = ag(crate::Lstm::new(input, hidden, config, &mut seeded()))?;
+                m.0.replace_parameters(params);
+                ag(m.forward_with(&x[0], None, lengths))?
+            } else {
+                let mut m = ag(crate::Gru::new(input, hidden, config, &mut seeded()))?;
+                m.0.replace_parameters(params);
+                ag(m.forward_with(&x[0], None, lengths))?
+            };
+            let mut parts = vec![flat(&out)?, flat(&state.h)?];
+            if let Some(c) = &state.c {
+                parts.push(flat(c)?);
+            }
+            Var::concat(&parts, 0)
+        },
+    )
+}
+
 pub fn all() -> Vec<Case> {
     vec![
+        recurrent_case("nn.GRU (bidirectional, lengths 3 and 2)", false),
+        recurrent_case("nn.LSTM (bidirectional, lengths 3 and 2)", true),
         Case::new(
             "nn.Linear",
             |rng| {
@@ -325,6 +371,19 @@ pub fn all() -> Vec<Case> {
             "loss.cross_entropy (mean)",
             |rng| vec![normal(&[4, 5], rng)],
             |x| ag(loss::cross_entropy(&x[0], &[1, 4, 0, 1], Reduction::Mean)),
+        ),
+        Case::new(
+            "loss.cross_entropy_ignore (mean, padding 0)",
+            |rng| vec![normal(&[5, 4], rng)],
+            |x| {
+                Ok(ag(loss::cross_entropy_ignore(
+                    &x[0],
+                    &[0, 3, 1, 0, 2],
+                    0,
+                    Reduction::Mean,
+                ))?
+                .square())
+            },
         ),
         Case::new(
             "loss.nll (sum)",

@@ -31,8 +31,9 @@ pub mod prelude {
     // `Module` here is both the trait and `#[derive(Module)]`.
     pub use crate::{
         init, visit_child, AvgPool2d, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig,
-        ConvTranspose2d, ConvTranspose2dConfig, Dropout, Embedding, Flatten, Forward, LayerNorm,
-        LeakyRelu, Linear, MaxPool2d, Module, Relu, Sequential, Sigmoid, Tanh, Unflatten,
+        ConvTranspose2d, ConvTranspose2dConfig, Dropout, Embedding, Flatten, Forward, Gru,
+        LayerNorm, LeakyRelu, Linear, Lstm, MaxPool2d, Module, Relu, RnnConfig, RnnState,
+        Sequential, Sigmoid, Tanh, Unflatten,
     };
     pub use deepgen_autograd::prelude::*;
 }

@@ -198,6 +198,40 @@ pub fn cross_entropy<T: Element>(
     nll_loss(&log_softmax(logits, 1)?, targets, reduction)
 }
 
+/// [`cross_entropy`] that skips the rows whose target is `ignore_index`
+/// (PyTorch's `ignore_index`, for padding tokens): they add zero, and the
+/// mean is over the other rows (NaN when there are none, as PyTorch's).
+pub fn cross_entropy_ignore<T: Element>(
+    logits: &Var<T>,
+    targets: &[usize],
+    ignore_index: usize,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    let shape = logits.shape();
+    // An ignored row may hold any index, even one past the classes.
+    let kept: Vec<usize> = targets
+        .iter()
+        .map(|&t| if t == ignore_index { 0 } else { t })
+        .collect();
+    check_targets("cross_entropy", &shape, &kept)?;
+    let mask: Vec<T> = targets
+        .iter()
+        .map(|&t| T::of(f64::from(u8::from(t != ignore_index))))
+        .collect();
+    let count = mask.iter().filter(|&&m| m != T::zero()).count();
+    let mask = Var::constant(Tensor::from_vec(mask, &[targets.len()])?);
+    let picked = log_softmax(logits, 1)?
+        .mul(&one_hot(&kept, shape[1])?)?
+        .sum(&[1], false)?
+        .mul(&mask)?
+        .neg();
+    Ok(match reduction {
+        Reduction::Mean => picked.sum_all()? / T::of(count as f64),
+        Reduction::Sum => picked.sum_all()?,
+        Reduction::None => picked,
+    })
+}
+
 /// Gaussian negative log likelihood with predicted variances (PyTorch's
 /// gaussian_nll_loss): 0.5 (log var + (input - target)^2 / var), plus
 /// 0.5 log(2 pi) when `full`. Variances below `eps` are clamped to it in

@@ -511,6 +511,13 @@ fn losses_match_pytorch_values_and_gradients() {
             }),
         ),
         (
+            "cross_entropy_ignore",
+            Box::new(|fx, m, r| {
+                let targets = fx.indices("cross_entropy_ignore.in.target");
+                loss::cross_entropy_ignore(&i(m, "input"), &targets, 0, r)
+            }),
+        ),
+        (
             "nll",
             Box::new(|fx, m, r| loss::nll_loss(&i(m, "input"), &fx.indices("nll.in.target"), r)),
         ),
@@ -554,4 +561,126 @@ fn losses_match_pytorch_values_and_gradients() {
         .map(|(case, f)| loss_case(&fx, case, f.as_ref()))
         .collect();
     report("losses", &checks, &fx);
+}
+
+/// A recurrent case: `{case}.param.*` installed, run on `{case}.x` (with
+/// `{case}.lengths` when given), backward of y.g + h_n.gh (+ c_n.gc), and
+/// output, final states and every gradient compared.
+fn recurrent_case<M: Module<f32>>(
+    fx: &Fixtures,
+    case: &str,
+    module: &M,
+    run: impl Fn(
+        &M,
+        &Var<f32>,
+        Option<&[usize]>,
+    ) -> deepgen_nn::Result<(Var<f32>, deepgen_nn::RnnState<f32>)>,
+) -> Check {
+    let mut check = Check::new(case);
+    let (params, _) = slots(module);
+    let file_names: BTreeSet<String> = fx
+        .names_under(&format!("{case}.param."))
+        .into_iter()
+        .collect();
+    if file_names != params.keys().cloned().collect() {
+        check.fail(format!(
+            "state names differ: deepgen {:?}, torch {file_names:?}",
+            params.keys()
+        ));
+    }
+    for (name, var) in &params {
+        var.set_value(fx.tensor(&format!("{case}.param.{name}")))
+            .unwrap();
+    }
+    let x = Var::parameter(fx.tensor(&format!("{case}.x")));
+    let lengths = fx
+        .get(&format!("{case}.lengths"))
+        .map(|_| fx.indices(&format!("{case}.lengths")));
+    let (y, state) = match run(module, &x, lengths.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            check.fail(format!("forward: {e}"));
+            return check;
+        }
+    };
+    check.compare("y", Some(y.value()), &fx.tensor(&format!("{case}.y")));
+    check.compare(
+        "h_n",
+        Some(state.h.value()),
+        &fx.tensor(&format!("{case}.h_n")),
+    );
+    let weighted = |v: &Var<f32>, g: &str| {
+        v.mul(&Var::constant(fx.tensor(&format!("{case}.{g}"))))
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    let mut loss = weighted(&y, "g").add(&weighted(&state.h, "gh")).unwrap();
+    if let Some(c) = &state.c {
+        check.compare("c_n", Some(c.value()), &fx.tensor(&format!("{case}.c_n")));
+        loss = loss.add(&weighted(c, "gc")).unwrap();
+    }
+    loss.backward().unwrap();
+    check.compare("dx", x.grad(), &fx.tensor(&format!("{case}.dx")));
+    for name in fx.names_under(&format!("{case}.grad.")) {
+        let got = params.get(&name).and_then(Var::grad);
+        check.compare(
+            &format!("grad.{name}"),
+            got,
+            &fx.tensor(&format!("{case}.grad.{name}")),
+        );
+    }
+    check
+}
+
+#[test]
+fn recurrent_layers_match_pytorch_outputs_states_and_gradients() {
+    use deepgen_nn::{Gru, Lstm, RnnConfig};
+    let fx = Fixtures::load("recurrent.safetensors");
+    let rng = &mut ChaCha8Rng::seed_from_u64(0);
+    let deep = RnnConfig {
+        num_layers: 2,
+        bidirectional: true,
+        batch_first: true,
+        ..Default::default()
+    };
+    let no_bias = RnnConfig {
+        bias: false,
+        ..Default::default()
+    };
+    let gru = |m: &Gru, x: &Var<f32>, l: Option<&[usize]>| m.forward_with(x, None, l);
+    let lstm = |m: &Lstm, x: &Var<f32>, l: Option<&[usize]>| m.forward_with(x, None, l);
+    let checks = vec![
+        recurrent_case(
+            &fx,
+            "gru",
+            &Gru::new(4, 3, RnnConfig::default(), rng).unwrap(),
+            gru,
+        ),
+        recurrent_case(
+            &fx,
+            "lstm",
+            &Lstm::new(4, 3, RnnConfig::default(), rng).unwrap(),
+            lstm,
+        ),
+        recurrent_case(
+            &fx,
+            "gru_2layer_bidir_batch_first_lengths",
+            &Gru::new(4, 3, deep, rng).unwrap(),
+            gru,
+        ),
+        recurrent_case(
+            &fx,
+            "lstm_2layer_bidir_batch_first_lengths",
+            &Lstm::new(4, 3, deep, rng).unwrap(),
+            lstm,
+        ),
+        recurrent_case(
+            &fx,
+            "lstm_nobias",
+            &Lstm::new(3, 2, no_bias, rng).unwrap(),
+            lstm,
+        ),
+    ];
+    report("recurrent layers", &checks, &fx);
 }

@@ -7,6 +7,7 @@ mod embedding;
 mod linear;
 mod norm;
 mod pool;
+mod recurrent;
 mod sequential;
 mod shape;
 
@@ -17,5 +18,6 @@ pub use embedding::Embedding;
 pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNormConfig, LayerNorm};
 pub use pool::{AvgPool2d, MaxPool2d};
+pub use recurrent::{Gru, Lstm, RnnConfig, RnnState};
 pub use sequential::Sequential;
 pub use shape::{Flatten, Unflatten};
