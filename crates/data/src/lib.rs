@@ -21,6 +21,7 @@ pub mod folder;
 pub mod idx;
 mod loader;
 pub mod synthetic;
+pub mod text;
 
 pub use dataset::{Binarized, Dataset, InMemory, Pixels, Scale, Subset};
 pub use error::{Error, Result};
