@@ -10,7 +10,10 @@
 
 use rand::Rng;
 
-use crate::{init, Dropout, Element, Error, Forward, Module, Result, Slot, Tensor, Var};
+use crate::{
+    init, visit_child, Dropout, Element, Error, Forward, Module, ModuleField, Result, Slot, Tensor,
+    Var,
+};
 
 /// The shape of a recurrent layer beyond its sizes (PyTorch's defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -418,6 +421,17 @@ macro_rules! recurrent_layer {
 
             fn set_training(&self, training: bool) {
                 Module::<T>::set_training(&self.0.dropout, training)
+            }
+        }
+
+        /// A field of a `#[derive(Module)]` model, like any layer.
+        impl<T: Element> ModuleField<T> for $name<T> {
+            fn visit_field(&self, name: &str, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+                visit_child(name, self, f);
+            }
+
+            fn set_training_field(&self, training: bool) {
+                Module::<T>::set_training(self, training);
             }
         }
 

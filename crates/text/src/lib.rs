@@ -1,0 +1,338 @@
+//! deepgen-text: a sentence VAE (Bowman, Vilnis, Vinyals, Dai, Jozefowicz
+//! & Bengio, "Generating Sentences from a Continuous Space", 2016).
+//!
+//! A GRU encoder reads a sentence into a Gaussian posterior q(z|x); a GRU
+//! decoder, its initial state a map of z, predicts each token from the
+//! ones before. Three things keep the decoder from ignoring z (posterior
+//! collapse): word dropout (decoder inputs replaced by `<unk>`), KL
+//! annealing (the KL term's weight `beta` rising from 0) and free bits (no
+//! pressure on a latent dimension below `free_bits` nats).
+//!
+//! Token ids and batches are `deepgen_data::text`'s.
+
+use deepgen_autograd::{Element, Tensor, Var};
+use deepgen_data::text::{TextBatch, BOS, EOS, PAD, UNK};
+use deepgen_nn::loss::{cross_entropy_ignore, Reduction};
+use deepgen_nn::{Embedding, Forward, Gru, Linear, Module, Result, RnnConfig, RnnState};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The sizes of a sentence VAE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentenceVaeConfig {
+    /// Tokens, specials included.
+    pub vocab: usize,
+    pub embed: usize,
+    pub hidden: usize,
+    pub latent: usize,
+    /// A bidirectional encoder (its two final states concatenated).
+    pub bidirectional: bool,
+}
+
+impl Default for SentenceVaeConfig {
+    fn default() -> Self {
+        SentenceVaeConfig {
+            vocab: 0,
+            embed: 64,
+            hidden: 256,
+            latent: 32,
+            bidirectional: true,
+        }
+    }
+}
+
+/// How one step's loss is formed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Objective {
+    /// Weight of the KL term (annealed from 0 to 1 by the trainer).
+    pub beta: f64,
+    /// Probability that a decoder input token becomes `<unk>` (training).
+    pub word_dropout: f64,
+    /// Nats per latent dimension (batch mean) below which KL is not
+    /// penalised (Kingma et al. 2016); 0 for none.
+    pub free_bits: f64,
+}
+
+impl Default for Objective {
+    fn default() -> Self {
+        Objective {
+            beta: 1.0,
+            word_dropout: 0.0,
+            free_bits: 0.0,
+        }
+    }
+}
+
+/// One batch's terms, each per sentence (batch mean), in nats.
+pub struct Terms<T: Element> {
+    /// What the optimizer minimises: reconstruction + beta x (free-bits) KL.
+    pub loss: Var<T>,
+    /// -log p(x|z): the decoder's cross entropy summed over the tokens.
+    pub reconstruction: f64,
+    /// KL(q(z|x) || N(0, I)), without free bits or beta.
+    pub kl: f64,
+    /// KL per latent dimension (batch mean), for the active-unit count.
+    pub kl_per_dim: Vec<f64>,
+    /// Tokens predicted per sentence (`<eos>` included).
+    pub tokens: f64,
+}
+
+/// The sentence VAE: state-dict names `embed`, `encoder`, `fc_mu`,
+/// `fc_logvar`, `fc_init`, `decoder`, `out`.
+#[derive(Module)]
+pub struct SentenceVae<T: Element = f32> {
+    pub embed: Embedding<T>,
+    pub encoder: Gru<T>,
+    pub fc_mu: Linear<T>,
+    pub fc_logvar: Linear<T>,
+    /// z -> the decoder's initial state.
+    pub fc_init: Linear<T>,
+    pub decoder: Gru<T>,
+    /// Decoder state -> token logits.
+    pub out: Linear<T>,
+    #[module(skip)]
+    pub config: SentenceVaeConfig,
+}
+
+impl<T: Element> SentenceVae<T> {
+    /// PyTorch-initialised from `seed`.
+    pub fn new(config: SentenceVaeConfig, seed: u64) -> Result<Self> {
+        let rng = &mut ChaCha8Rng::seed_from_u64(seed);
+        let c = &config;
+        let enc = RnnConfig {
+            bidirectional: c.bidirectional,
+            batch_first: true,
+            ..Default::default()
+        };
+        let dec = RnnConfig {
+            batch_first: true,
+            ..Default::default()
+        };
+        let directions = 1 + usize::from(c.bidirectional);
+        Ok(SentenceVae {
+            embed: Embedding::new(c.vocab, c.embed, rng),
+            encoder: Gru::new(c.embed, c.hidden, enc, rng)?,
+            fc_mu: Linear::new(directions * c.hidden, c.latent, true, rng)?,
+            fc_logvar: Linear::new(directions * c.hidden, c.latent, true, rng)?,
+            fc_init: Linear::new(c.latent, c.hidden, true, rng)?,
+            decoder: Gru::new(c.embed, c.hidden, dec, rng)?,
+            out: Linear::new(c.hidden, c.vocab, true, rng)?,
+            config,
+        })
+    }
+
+    /// Embeddings of `ids` [batch x time] as [batch, time, embed].
+    fn embedded(&self, ids: &[usize], batch: usize, time: usize) -> Result<Var<T>> {
+        Ok(self
+            .embed
+            .lookup(ids)?
+            .reshape(&[batch, time, self.config.embed])?)
+    }
+
+    /// q(z|x) of the sentences of `b` (their targets: tokens then
+    /// `<eos>`): (mu, logvar), each [batch, latent].
+    pub fn encode(&self, b: &TextBatch) -> Result<(Var<T>, Var<T>)> {
+        let n = b.lengths.len();
+        let x = self.embedded(&b.targets, n, b.time)?;
+        let (_, state) = self.encoder.forward_with(&x, None, Some(&b.lengths))?;
+        // [directions, batch, hidden] -> [batch, directions x hidden].
+        let d = state.h.shape()[0];
+        let h = state
+            .h
+            .transpose(0, 1)?
+            .reshape(&[n, d * self.config.hidden])?;
+        Ok((self.fc_mu.forward(&h)?, self.fc_logvar.forward(&h)?))
+    }
+
+    /// The decoder's initial state from z [batch, latent].
+    fn initial_state(&self, z: &Var<T>) -> Result<RnnState<T>> {
+        let n = z.shape()[0];
+        let h = self
+            .fc_init
+            .forward(z)?
+            .tanh()
+            .reshape(&[1, n, self.config.hidden])?;
+        Ok(RnnState { h, c: None })
+    }
+
+    /// Token logits [batch x time, vocab] for decoder inputs `inputs`
+    /// ([batch x time] ids) from z, and the decoder's final state.
+    pub fn decode(
+        &self,
+        z: &Var<T>,
+        inputs: &[usize],
+        lengths: &[usize],
+        time: usize,
+    ) -> Result<(Var<T>, RnnState<T>)> {
+        let n = lengths.len();
+        let x = self.embedded(inputs, n, time)?;
+        let state = self.initial_state(z)?;
+        let (h, last) = self.decoder.forward_with(&x, Some(&state), Some(lengths))?;
+        let logits = self
+            .out
+            .forward(&h.reshape(&[n * time, self.config.hidden])?)?;
+        Ok((logits, last))
+    }
+
+    /// The batch's terms with z = mu + sigma * `eps` (eps [batch, latent]
+    /// ~ N(0, I); zeros for the posterior mean), the decoder's inputs
+    /// dropped to `<unk>` at `objective.word_dropout` from `rng`.
+    pub fn terms<R: Rng + ?Sized>(
+        &self,
+        b: &TextBatch,
+        eps: &Tensor<T>,
+        objective: Objective,
+        rng: &mut R,
+    ) -> Result<Terms<T>> {
+        let n = b.lengths.len();
+        let (mu, logvar) = self.encode(b)?;
+        let z = mu.add(
+            &logvar
+                .mul_scalar(T::of(0.5))
+                .exp()
+                .mul(&Var::constant(eps.clone()))?,
+        )?;
+        let inputs = word_dropout(&b.inputs, objective.word_dropout, rng);
+        let (logits, _) = self.decode(&z, &inputs, &b.lengths, b.time)?;
+        let rec = cross_entropy_ignore(&logits, &b.targets, PAD, Reduction::Sum)?
+            .mul_scalar(T::of(1.0 / n as f64));
+        // KL per dimension, batch mean: -1/2 (1 + logvar - mu^2 - e^logvar).
+        let kl_dims = logvar
+            .add_scalar(T::one())
+            .sub(&mu.square())?
+            .sub(&logvar.exp())?
+            .sum(&[0], false)?
+            .mul_scalar(T::of(-0.5 / n as f64));
+        let kl = kl_dims.sum_all()?;
+        // Free bits: max(kl_d, lambda) = lambda + relu(kl_d - lambda).
+        let penalised = match objective.free_bits {
+            0.0 => kl.clone(),
+            fb => kl_dims
+                .add_scalar(T::of(-fb))
+                .relu()
+                .add_scalar(T::of(fb))
+                .sum_all()?,
+        };
+        let loss = rec.add(&penalised.mul_scalar(T::of(objective.beta)))?;
+        let scalar = |v: &Var<T>| v.value().to_vec()[0].as_f64();
+        Ok(Terms {
+            reconstruction: scalar(&rec),
+            kl: scalar(&kl),
+            kl_per_dim: kl_dims
+                .value()
+                .to_vec()
+                .iter()
+                .map(|v| v.as_f64())
+                .collect(),
+            tokens: b.lengths.iter().sum::<usize>() as f64 / n as f64,
+            loss,
+        })
+    }
+
+    /// Sentences decoded from latent points z [n, latent], at most
+    /// `max_len` tokens each: greedy (`temperature` 0) or sampled from the
+    /// softmax at `temperature`. Token ids without specials.
+    pub fn generate<R: Rng + ?Sized>(
+        &self,
+        z: &Var<T>,
+        max_len: usize,
+        temperature: f64,
+        rng: &mut R,
+    ) -> Result<Vec<Vec<usize>>> {
+        let n = z.shape()[0];
+        let mut state = self.initial_state(z)?;
+        let mut current = vec![BOS; n];
+        let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut done = vec![false; n];
+        for _ in 0..max_len {
+            let x = self.embedded(&current, n, 1)?;
+            let (h, next) = self.decoder.forward_with(&x, Some(&state), None)?;
+            state = next;
+            let logits = self
+                .out
+                .forward(&h.reshape(&[n, self.config.hidden])?)?
+                .value()
+                .to_vec();
+            let vocab = self.config.vocab;
+            for i in 0..n {
+                let row: Vec<f64> = logits[i * vocab..(i + 1) * vocab]
+                    .iter()
+                    .map(|v| v.as_f64())
+                    .collect();
+                let token = pick(&row, temperature, rng);
+                current[i] = token;
+                if !done[i] {
+                    match token {
+                        EOS => done[i] = true,
+                        t => out[i].push(t),
+                    }
+                }
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The decoder inputs with each token but `<bos>` and `<pad>` replaced by
+/// `<unk>` with probability `p` (Bowman's word dropout).
+pub fn word_dropout<R: Rng + ?Sized>(inputs: &[usize], p: f64, rng: &mut R) -> Vec<usize> {
+    if p <= 0.0 {
+        return inputs.to_vec();
+    }
+    inputs
+        .iter()
+        .map(|&t| match t {
+            BOS | PAD => t,
+            _ if rng.random::<f64>() < p => UNK,
+            _ => t,
+        })
+        .collect()
+}
+
+/// A token from logits: the largest (temperature 0) or a sample of
+/// softmax(logits / temperature). `<pad>`, `<bos>` and `<unk>` are never
+/// picked.
+fn pick<R: Rng + ?Sized>(logits: &[f64], temperature: f64, rng: &mut R) -> usize {
+    let allowed = |i: usize| !matches!(i, PAD | BOS | UNK);
+    if temperature <= 0.0 {
+        return (0..logits.len())
+            .filter(|&i| allowed(i))
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap_or(EOS);
+    }
+    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = (0..logits.len())
+        .map(|i| {
+            if allowed(i) {
+                ((logits[i] - max) / temperature).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
+    for (i, w) in weights.iter().enumerate() {
+        u -= w;
+        if u <= 0.0 && *w > 0.0 {
+            return i;
+        }
+    }
+    EOS
+}
+
+/// Active latent units (Burda, Grosse & Salakhutdinov 2016): dimensions
+/// whose posterior mean varies across sentences, Var_x(mu_d(x)) above
+/// `threshold` (0.01 in the paper); `mus` is [sentences, latent] row-major.
+pub fn active_units(mus: &[f64], latent: usize, threshold: f64) -> usize {
+    let n = (mus.len() / latent.max(1)) as f64;
+    (0..latent)
+        .filter(|&d| {
+            let col = mus.iter().skip(d).step_by(latent);
+            let mean = col.clone().sum::<f64>() / n;
+            col.map(|m| (m - mean).powi(2)).sum::<f64>() / n > threshold
+        })
+        .count()
+}
