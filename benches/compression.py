@@ -332,7 +332,7 @@ def rd_plot(results, path):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("bits per pixel")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="lower right", fontsize=8)
     axes[0].set_ylabel("PSNR (dB)")
     fig.suptitle("8-bit MNIST, held-out images 9000..9999: rate against distortion")
     fig.tight_layout()
