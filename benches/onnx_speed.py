@@ -76,8 +76,10 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--threads", default="1,2")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-p", "deepgen-cli", "-p", "deepgen-benches",
-                    "--example", "onnx_speed"], cwd=ROOT, check=True)
+    # Two builds: naming the example alone would skip the deepgen binary.
+    subprocess.run(["cargo", "build", "--release", "-p", "deepgen-cli"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-p", "deepgen-benches", "--example", "onnx_speed"],
+                   cwd=ROOT, check=True)
     subprocess.run([str(EXAMPLE), "prepare", str(args.out)], cwd=ROOT, check=True)
     results = {}
     for threads in map(int, args.threads.split(",")):

@@ -1087,3 +1087,115 @@ fn a_codec_trains_compresses_lossily_samples_and_reconstructs() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_text_vae_trains_on_a_file_resumes_exactly_samples_and_refuses_bad_text() {
+    let out = tmp("text");
+    std::fs::create_dir_all(&out).unwrap();
+    let text = out.join("poem.txt");
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "line {i}: the {} sat on the mat",
+                ["cat", "dog", "bird"][i % 3]
+            )
+        })
+        .collect();
+    std::fs::write(&text, lines.join("\n\n")).unwrap();
+    let run = out.join("run");
+    let t = text.to_str().unwrap();
+    let args = |epochs: &str| {
+        [
+            "train",
+            "text-vae",
+            "--text",
+            t,
+            "--epochs",
+            epochs,
+            "--hidden",
+            "16",
+            "--embed",
+            "8",
+            "--latent",
+            "4",
+            "--batch-size",
+            "8",
+            "--quiet",
+            "--no-tensorboard",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let strs = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
+    let a2 = args("2");
+    let stdout = run_ok(&a2.iter().map(String::as_str).collect::<Vec<_>>(), &run);
+    assert!(stdout.contains("skipped 39 empty lines"), "{stdout}");
+    assert!(
+        stdout.contains("epoch 2:") && stdout.contains("nats/token") && stdout.contains("samples"),
+        "{stdout}"
+    );
+    let straight = std::fs::read(run.join("model.safetensors")).unwrap();
+    // One epoch, then --resume to two: the same model, byte for byte.
+    let resumed = out.join("resumed");
+    run_ok(
+        &args("1").iter().map(String::as_str).collect::<Vec<_>>(),
+        &resumed,
+    );
+    let mut more = args("2");
+    more.push("--resume".into());
+    let stdout = run_ok(
+        &more.iter().map(String::as_str).collect::<Vec<_>>(),
+        &resumed,
+    );
+    assert!(
+        stdout.contains("epoch 2:") && !stdout.contains("epoch 1:"),
+        "{}: {stdout}",
+        strs(&more)
+    );
+    assert!(
+        std::fs::read(resumed.join("model.safetensors")).unwrap() == straight,
+        "resume is not exact"
+    );
+    // `sample` writes sentences from the checkpoint alone.
+    let (code, stdout, err) = run_any(&[
+        "sample",
+        "--n",
+        "4",
+        "--temperature",
+        "0.5",
+        "--checkpoint",
+        run.join("model.safetensors").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    // Bytes that are not UTF-8 name the file and the line; an empty file is refused.
+    let bad = out.join("bad.txt");
+    std::fs::write(&bad, b"fine\nbroken \xff\n").unwrap();
+    let (code, _, err) = run_any(&[
+        "train",
+        "text-vae",
+        "--text",
+        bad.to_str().unwrap(),
+        "--out",
+        out.join("x").to_str().unwrap(),
+    ]);
+    assert!(
+        code != Some(0) && err.contains("bad.txt") && err.contains("line 2"),
+        "{err}"
+    );
+    let empty = out.join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    let (code, _, err) = run_any(&[
+        "train",
+        "text-vae",
+        "--text",
+        empty.to_str().unwrap(),
+        "--out",
+        out.join("y").to_str().unwrap(),
+    ]);
+    assert!(
+        code != Some(0) && err.contains("empty.txt") && err.lines().count() == 1,
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -296,6 +296,43 @@ impl TextSet {
     }
 }
 
+/// Lines as a [`crate::Dataset`], so the loader shuffles, batches and
+/// resumes them as it does images: an item is its line's length (shape
+/// [1]); a trainer reads the lines of a batch by its indices.
+#[derive(Debug, Clone)]
+pub struct LineSet {
+    pub lines: Vec<Vec<usize>>,
+}
+
+impl crate::Dataset for LineSet {
+    fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    fn item_shape(&self) -> Vec<usize> {
+        vec![1]
+    }
+
+    fn num_classes(&self) -> Option<usize> {
+        None
+    }
+
+    fn label(&self, _i: usize) -> Option<usize> {
+        None
+    }
+
+    fn gather(&self, indices: &[usize], _scale: crate::Scale, out: &mut [f32]) -> Result<()> {
+        for (o, &i) in out.iter_mut().zip(indices) {
+            let line = self.lines.get(i).ok_or_else(|| Error::Invalid {
+                op: "text",
+                msg: format!("line {i} of {}", self.lines.len()),
+            })?;
+            *o = line.len() as f32;
+        }
+        Ok(())
+    }
+}
+
 /// A padded batch: `<bos> tokens` as the decoder's inputs and `tokens
 /// <eos>` as its targets, each [batch, time] with `<pad>` past a line's
 /// length + 1, and those lengths.

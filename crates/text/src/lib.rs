@@ -13,12 +13,17 @@
 use deepgen_autograd::{Element, Tensor, Var};
 use deepgen_data::text::{TextBatch, BOS, EOS, PAD, UNK};
 use deepgen_nn::loss::{cross_entropy_ignore, Reduction};
-use deepgen_nn::{Embedding, Forward, Gru, Linear, Module, Result, RnnConfig, RnnState};
+use deepgen_nn::{Embedding, Forward, Gru, Linear, Module, RnnConfig, RnnState};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub mod trainer;
+
+/// Results of this crate: nn's errors.
+pub type Result<T> = deepgen_nn::Result<T>;
+
 /// The sizes of a sentence VAE.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SentenceVaeConfig {
     /// Tokens, specials included.
     pub vocab: usize,

@@ -20,6 +20,7 @@ mod sample;
 mod tools;
 mod train_classifier;
 mod train_gan;
+mod train_text;
 mod train_vae;
 
 #[derive(Parser)]
@@ -94,6 +95,10 @@ enum Train {
     Gan(train_gan::Args),
     /// The LeNet-style digit classifier (cross entropy, Adam).
     Classifier(train_classifier::Args),
+    /// A sentence VAE (Bowman et al.): GRU encoder and decoder over the
+    /// lines of a text file, or the built-in synthetic sentences.
+    #[command(name = "text-vae")]
+    TextVae(train_text::Args),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -139,6 +144,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Train(Train::Vae(a)) => train_vae::run(a),
         Command::Train(Train::Gan(a)) => train_gan::run(a),
         Command::Train(Train::Classifier(a)) => train_classifier::run(a),
+        Command::Train(Train::TextVae(a)) => train_text::run(a),
         Command::Eval(Eval::Vae(a)) => eval_vae::run(a),
         Command::Eval(Eval::Gan(a)) => eval_gan::run(a),
         Command::Eval(Eval::Gan2d(a)) => eval_gan2d::run(a),

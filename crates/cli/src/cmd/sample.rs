@@ -39,6 +39,13 @@ pub struct Args {
     /// Seed of the noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A sentence VAE: the softmax temperature of each token (0: the most
+    /// likely token, greedy)
+    #[arg(long, default_value_t = 1.0, value_parser = super::args::non_negative)]
+    temperature: f64,
+    /// A sentence VAE: the most tokens a sentence may take
+    #[arg(long, default_value_t = 64, value_parser = super::args::at_least_one)]
+    max_len: usize,
 }
 
 /// Refuses a model whose weights are NaN or infinite (it would draw noise
@@ -59,6 +66,10 @@ pub fn check_finite(module: &dyn Module<f32>, path: &Path) -> Result<()> {
 
 pub fn run(a: Args) -> Result<()> {
     let n = a.n as usize;
+    let (_, meta) = deepgen_nn::checkpoint::load_tensors(&a.checkpoint)?;
+    if deepgen_text::trainer::is_text_checkpoint(&meta) {
+        return sample_text(&a);
+    }
     // One read of the file: a GAN generator's spec, else a VAE.
     let (images, nrow) = match deepgen_gan::spec::try_load_generator(&a.checkpoint)? {
         Some(g) => {
@@ -131,4 +142,20 @@ pub fn gan_samples(g: &dyn Generator, n: usize, label: Option<usize>, seed: u64)
     } else {
         Ok(x)
     }
+}
+
+/// Sentences from a sentence VAE's prior, one per line on stdout.
+fn sample_text(a: &Args) -> Result<()> {
+    if a.label.is_some() || a.manifold.is_some() {
+        return Err(Error::Usage(
+            "--label and --manifold are for image models".into(),
+        ));
+    }
+    let (model, vocab) = deepgen_text::trainer::load(&a.checkpoint)?;
+    check_finite(&model, &a.checkpoint)?;
+    let n = a.n as usize;
+    for s in super::train_text::sentences(&model, &vocab, n, a.temperature, a.seed, a.max_len)? {
+        println!("{s}");
+    }
+    Ok(())
 }
