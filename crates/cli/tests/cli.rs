@@ -1168,6 +1168,16 @@ fn a_text_vae_trains_on_a_file_resumes_exactly_samples_and_refuses_bad_text() {
     ]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    // Not exportable yet, and said so.
+    let onnx = out.join("text.onnx");
+    let (code, _, err) = run_any(&[
+        "export",
+        "--checkpoint",
+        run.join("model.safetensors").to_str().unwrap(),
+        "--out",
+        onnx.to_str().unwrap(),
+    ]);
+    assert!(code == Some(2) && err.contains("no ONNX export"), "{err}");
     // Bytes that are not UTF-8 name the file and the line; an empty file is refused.
     let bad = out.join("bad.txt");
     std::fs::write(&bad, b"fine\nbroken \xff\n").unwrap();

@@ -81,6 +81,13 @@ pub fn run(a: Args) -> Result<()> {
             check_finite(&model, &a.checkpoint)?;
             vae(&model, a.part)?
         }
+        None if deepgen_text::trainer::is_text_checkpoint(&meta) => {
+            return Err(Error::Usage(format!(
+                "{}: a sentence VAE has no ONNX export yet (its GRU layers have none; \
+                 docs/deploy.md)",
+                a.checkpoint.display()
+            )))
+        }
         None => {
             let model = classifier::load(&a.checkpoint)?;
             check_finite(&model, &a.checkpoint)?;
