@@ -298,7 +298,7 @@ impl TextSet {
 
 /// Lines as a [`crate::Dataset`], so the loader shuffles, batches and
 /// resumes them as it does images: an item is its line's length (shape
-/// [1]); a trainer reads the lines of a batch by its indices.
+/// `[1]`); a trainer reads the lines of a batch by its indices.
 #[derive(Debug, Clone)]
 pub struct LineSet {
     pub lines: Vec<Vec<usize>>,

@@ -37,8 +37,8 @@ pub trait Generator<T: Element = f32>: Module<T> {
     /// The architecture, for checkpoints.
     fn spec(&self) -> crate::NetSpec;
 
-    /// ONNX export: adds `generate` on the graph values `z` (float [n,
-    /// latent]) and, for a conditional net, `labels` (int64 [n]) to
+    /// ONNX export: adds `generate` on the graph values `z` (float `[n, latent]`)
+    /// and, for a conditional net, `labels` (int64 `[n]`) to
     /// `graph`; returns the samples' value.
     fn export(&self, graph: &mut Graph, z: &str, labels: Option<&str>) -> Result<String>;
 }

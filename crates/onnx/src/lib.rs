@@ -2,7 +2,7 @@
 //! C++, C#, Java, Python, JavaScript and the browser), TensorRT, OpenVINO.
 //!
 //! A layer adds its inference-time operators to a
-//! [`Graph`](deepgen_nn::export::Graph) (`Forward::export`); this crate
+//! [`Graph`] (`Forward::export`); this crate
 //! writes the graph as an ONNX `ModelProto`: opset [`OPSET`], a dynamic
 //! batch dimension on every input and output, weights as initializers
 //! under their state-dict names, and metadata (producer, version, the

@@ -159,7 +159,7 @@ fn description(kind: &str, meta: &HashMap<String, String>) -> Vec<(String, Strin
     out
 }
 
-/// A generator: z [latent] (and an int64 label) -> samples, as its
+/// A generator: z `[latent]` (and an int64 label) -> samples, as its
 /// `generate` (a Tanh's images lie in [-1, 1]).
 fn generator(g: &dyn Generator) -> Result<Exported> {
     let mut graph = Graph::new();

@@ -68,7 +68,7 @@ pub struct Args {
     /// A one-directional encoder (default: bidirectional)
     #[arg(long)]
     unidirectional: bool,
-    /// Probability that a decoder input token becomes <unk>
+    /// Probability that a decoder input token becomes the unknown token
     #[arg(long, default_value_t = 0.3, value_parser = fraction)]
     word_dropout: f64,
     /// Steps over which the KL weight rises linearly from 0 to 1
