@@ -269,7 +269,16 @@ pub fn accuracy(model: &Sequential, data: Arc<dyn Dataset>) -> Result<f64> {
 
 /// Loads a classifier checkpoint (strict).
 pub fn load(path: &Path) -> Result<Sequential> {
+    let (tensors, _) = checkpoint::load_tensors(path)?;
+    from_loaded(path, tensors)
+}
+
+/// [`load`] on a file already read (`path` names it in errors).
+pub fn from_loaded(
+    path: &Path,
+    tensors: Vec<(String, checkpoint::TensorData)>,
+) -> Result<Sequential> {
     let model = lenet(0)?;
-    checkpoint::load(&model, path, true)?;
+    checkpoint::load_entries(&model, path, tensors, true)?;
     Ok(model)
 }

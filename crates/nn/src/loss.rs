@@ -207,24 +207,18 @@ pub fn cross_entropy_ignore<T: Element>(
     ignore_index: usize,
     reduction: Reduction,
 ) -> Result<Var<T>> {
-    let shape = logits.shape();
     // An ignored row may hold any index, even one past the classes.
     let kept: Vec<usize> = targets
         .iter()
         .map(|&t| if t == ignore_index { 0 } else { t })
         .collect();
-    check_targets("cross_entropy", &shape, &kept)?;
     let mask: Vec<T> = targets
         .iter()
         .map(|&t| T::of(f64::from(u8::from(t != ignore_index))))
         .collect();
     let count = mask.iter().filter(|&&m| m != T::zero()).count();
     let mask = Var::constant(Tensor::from_vec(mask, &[targets.len()])?);
-    let picked = log_softmax(logits, 1)?
-        .mul(&one_hot(&kept, shape[1])?)?
-        .sum(&[1], false)?
-        .mul(&mask)?
-        .neg();
+    let picked = cross_entropy(logits, &kept, Reduction::None)?.mul(&mask)?;
     Ok(match reduction {
         Reduction::Mean => picked.sum_all()? / T::of(count as f64),
         Reduction::Sum => picked.sum_all()?,

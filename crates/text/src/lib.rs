@@ -80,6 +80,8 @@ pub struct Terms<T: Element> {
     pub kl_per_dim: Vec<f64>,
     /// Tokens predicted per sentence (`<eos>` included).
     pub tokens: f64,
+    /// The posterior means [batch, latent] (for the active units).
+    pub mu: Tensor<T>,
 }
 
 /// The sentence VAE: state-dict names `embed`, `encoder`, `fc_mu`,
@@ -230,6 +232,7 @@ impl<T: Element> SentenceVae<T> {
                 .map(|v| v.as_f64())
                 .collect(),
             tokens: b.lengths.iter().sum::<usize>() as f64 / n as f64,
+            mu: mu.value(),
             loss,
         })
     }

@@ -98,8 +98,8 @@ pub fn evaluate(
             kl + t.kl * n,
             tokens + t.tokens * n,
         );
-        let (mu, _) = no_grad(|| model.encode(&b))?;
-        mus.extend(mu.value().to_vec().iter().map(|&v| f64::from(v)));
+        // The posterior means of the same pass: no second encoding.
+        mus.extend(t.mu.to_vec().iter().map(|&v| f64::from(v)));
     }
     let n = lines.len().max(1) as f64;
     Ok(Evaluation {
@@ -123,6 +123,15 @@ pub fn metadata(model: &SentenceVae, vocab: &Vocab) -> HashMap<String, String> {
 /// A model and its vocabulary from a checkpoint written by [`train`].
 pub fn load(path: &Path) -> crate::Result<(SentenceVae, Vocab)> {
     let (tensors, meta) = checkpoint::load_tensors(path)?;
+    from_loaded(path, tensors, &meta)
+}
+
+/// [`load`] on a file already read (`path` names it in errors).
+pub fn from_loaded(
+    path: &Path,
+    tensors: Vec<(String, checkpoint::TensorData)>,
+    meta: &HashMap<String, String>,
+) -> crate::Result<(SentenceVae, Vocab)> {
     let bad = |msg: String| deepgen_nn::Error::Invalid {
         op: "text checkpoint",
         msg: format!("{}: {msg}", path.display()),

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use deepgen_cli::{classifier, Error, Result};
 use deepgen_gan::Generator;
 use deepgen_nn::export::Graph;
-use deepgen_nn::{checkpoint, Forward};
+use deepgen_nn::Forward;
 use deepgen_onnx::{Export, Value};
 use deepgen_vae::Vae;
 
-use super::sample::check_finite;
+use super::sample::{check_finite, Loaded};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
@@ -70,26 +70,19 @@ struct Exported {
 
 pub fn run(a: Args) -> Result<()> {
     let Format::Onnx = a.format;
-    let (_, meta) = checkpoint::load_tensors(&a.checkpoint)?;
-    let e = match deepgen_gan::spec::try_load_generator(&a.checkpoint)? {
-        Some(g) => {
-            check_finite(g.as_module(), &a.checkpoint)?;
-            generator(g.as_ref())?
-        }
-        None if meta.contains_key(deepgen_vae::CONFIG_KEY) => {
-            let model = Vae::from_checkpoint(&a.checkpoint)?;
-            check_finite(&model, &a.checkpoint)?;
-            vae(&model, a.part)?
-        }
-        None if deepgen_text::trainer::is_text_checkpoint(&meta) => {
+    let (loaded, meta) = Loaded::read(&a.checkpoint)?;
+    let e = match loaded {
+        Loaded::Generator(g) => generator(g.as_ref())?,
+        Loaded::Vae(model) => vae(&model, a.part)?,
+        Loaded::Text(..) => {
             return Err(Error::Usage(format!(
                 "{}: a sentence VAE has no ONNX export yet (its GRU layers have none; \
                  docs/deploy.md)",
                 a.checkpoint.display()
             )))
         }
-        None => {
-            let model = classifier::load(&a.checkpoint)?;
+        Loaded::Other(tensors) => {
+            let model = classifier::from_loaded(&a.checkpoint, tensors)?;
             check_finite(&model, &a.checkpoint)?;
             classifier(&model)?
         }

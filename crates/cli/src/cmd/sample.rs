@@ -1,11 +1,15 @@
 //! `deepgen sample`: new images from a VAE's prior or a GAN's generator.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use deepgen_autograd::{no_grad, Tensor, Var};
 use deepgen_cli::{Error, Result};
+use deepgen_data::text::Vocab;
 use deepgen_gan::Generator;
+use deepgen_nn::checkpoint::{self, TensorData};
 use deepgen_nn::Module;
+use deepgen_text::SentenceVae;
 use deepgen_vae::{generate, Vae};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -64,15 +68,47 @@ pub fn check_finite(module: &dyn Module<f32>, path: &Path) -> Result<()> {
     }
 }
 
+/// What a checkpoint holds, from one read of the file, by its metadata.
+pub enum Loaded {
+    Generator(Box<dyn Generator>),
+    Vae(Vae),
+    Text(Box<SentenceVae>, Vocab),
+    /// No model description: the file's tensors (a classifier's, say).
+    Other(Vec<(String, TensorData)>),
+}
+
+impl Loaded {
+    /// The model in `path`, its weights checked finite, and the file's
+    /// metadata.
+    pub fn read(path: &Path) -> Result<(Self, HashMap<String, String>)> {
+        let (tensors, meta) = checkpoint::load_tensors(path)?;
+        let loaded = if meta.contains_key(deepgen_gan::spec::SPEC_KEY) {
+            let g = deepgen_gan::spec::generator_from_loaded(path, tensors, &meta)?;
+            Loaded::Generator(g.expect("a file with a GAN spec"))
+        } else if meta.contains_key(deepgen_vae::CONFIG_KEY) {
+            Loaded::Vae(Vae::from_loaded(path, tensors, meta.clone())?)
+        } else if deepgen_text::trainer::is_text_checkpoint(&meta) {
+            let (model, vocab) = deepgen_text::trainer::from_loaded(path, tensors, &meta)?;
+            Loaded::Text(Box::new(model), vocab)
+        } else {
+            return Ok((Loaded::Other(tensors), meta));
+        };
+        let module: &dyn Module<f32> = match &loaded {
+            Loaded::Generator(g) => g.as_module(),
+            Loaded::Vae(m) => m,
+            Loaded::Text(m, _) => m.as_ref(),
+            Loaded::Other(..) => unreachable!("returned above"),
+        };
+        check_finite(module, path)?;
+        Ok((loaded, meta))
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
     let n = a.n as usize;
-    let (_, meta) = deepgen_nn::checkpoint::load_tensors(&a.checkpoint)?;
-    if deepgen_text::trainer::is_text_checkpoint(&meta) {
-        return sample_text(&a);
-    }
-    // One read of the file: a GAN generator's spec, else a VAE.
-    let (images, nrow) = match deepgen_gan::spec::try_load_generator(&a.checkpoint)? {
-        Some(g) => {
+    let (images, nrow) = match Loaded::read(&a.checkpoint)?.0 {
+        Loaded::Text(model, vocab) => return sample_text(&a, &model, &vocab),
+        Loaded::Generator(g) => {
             check_finite(g.as_module(), &a.checkpoint)?;
             if a.manifold.is_some() {
                 return Err(Error::Usage(
@@ -88,12 +124,15 @@ pub fn run(a: Args) -> Result<()> {
             }
             (images, 8)
         }
-        None => {
+        loaded => {
             if a.label.is_some() {
                 return Err(Error::Usage("--label is for class-conditional GANs".into()));
             }
-            let model = Vae::from_checkpoint(&a.checkpoint)?;
-            check_finite(&model, &a.checkpoint)?;
+            let model = match loaded {
+                Loaded::Vae(m) => m,
+                // Not a model deepgen describes: the VAE loader says why.
+                _ => Vae::from_checkpoint(&a.checkpoint)?,
+            };
             match a.manifold {
                 Some(side) => (generate::manifold(&model, side as usize)?, side as usize),
                 None => {
@@ -145,16 +184,14 @@ pub fn gan_samples(g: &dyn Generator, n: usize, label: Option<usize>, seed: u64)
 }
 
 /// Sentences from a sentence VAE's prior, one per line on stdout.
-fn sample_text(a: &Args) -> Result<()> {
+fn sample_text(a: &Args, model: &SentenceVae, vocab: &Vocab) -> Result<()> {
     if a.label.is_some() || a.manifold.is_some() {
         return Err(Error::Usage(
             "--label and --manifold are for image models".into(),
         ));
     }
-    let (model, vocab) = deepgen_text::trainer::load(&a.checkpoint)?;
-    check_finite(&model, &a.checkpoint)?;
     let n = a.n as usize;
-    for s in super::train_text::sentences(&model, &vocab, n, a.temperature, a.seed, a.max_len)? {
+    for s in super::train_text::sentences(model, vocab, n, a.temperature, a.seed, a.max_len)? {
         println!("{s}");
     }
     Ok(())
