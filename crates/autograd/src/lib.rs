@@ -38,7 +38,7 @@ mod var;
 pub use deepgen_kernels::{Conv2dOptions, Pool2dOptions};
 pub use deepgen_tensor::budget;
 pub use deepgen_tensor::{DType, Element, Error as TensorError, Tensor};
-pub use engine::grad;
+pub use engine::{grad, grad_with};
 pub use error::{Error, Result};
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
 pub use ops::BatchNormOutput;

@@ -21,6 +21,7 @@ mod norm;
 pub mod par;
 mod pool;
 mod reduce;
+pub mod rnn;
 mod shape;
 mod unary;
 

@@ -4,11 +4,15 @@
 //! variable-length batches.
 //!
 //! Each layer and direction projects the inputs of all time steps in one
-//! matrix product; the steps then add only the hidden state's product.
-//! The cells are written in `Var` ops, so their gradients (of every order)
-//! are those ops' checked ones.
+//! matrix product; the recurrence over the steps is one fused op
+//! ([`sequence`]).
+
+mod sequence;
+
+use std::sync::Arc;
 
 use rand::Rng;
+use sequence::{Inputs, Spec};
 
 use crate::{
     init, visit_child, Dropout, Element, Error, Forward, Module, ModuleField, Result, Slot, Tensor,
@@ -224,28 +228,14 @@ impl<T: Element> Recurrent<T> {
         state: Option<&RnnState<T>>,
         lengths: Option<&[usize]>,
     ) -> Result<(Var<T>, RnnState<T>)> {
-        let (t, b) = self.check(x, state, lengths)?;
+        let (_, b) = self.check(x, state, lengths)?;
         // Time-major inside: [time, batch, features].
         let mut input = if self.config.batch_first {
             x.transpose(0, 1)?
         } else {
             x.clone()
         };
-        // Per step, 1 for the sequences still running, 0 past their end.
-        let masks = match lengths {
-            None => None,
-            Some(lens) => Some(
-                (0..t)
-                    .map(|step| {
-                        let m: Vec<T> = lens
-                            .iter()
-                            .map(|&n| T::of(f64::from(u8::from(step < n))))
-                            .collect();
-                        Ok(Var::constant(Tensor::from_vec(m, &[b, 1])?))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            ),
-        };
+        let lengths: Option<Arc<[usize]>> = lengths.map(Into::into);
         let zeros = || Var::constant(Tensor::zeros(&[b, self.hidden]));
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
         let last = self.layers.len() - 1;
@@ -253,19 +243,21 @@ impl<T: Element> Recurrent<T> {
             let mut outputs = Vec::with_capacity(directions.len());
             for (d, w) in directions.iter().enumerate() {
                 let k = l * directions.len() + d;
-                let initial = |s: &Var<T>| -> Result<Var<T>> {
-                    Ok(s.narrow(0, k, 1)?.reshape(&[b, self.hidden])?)
+                let initial = |s: Option<&Var<T>>| -> Result<Var<T>> {
+                    match s {
+                        Some(s) => Ok(s.narrow(0, k, 1)?.reshape(&[b, self.hidden])?),
+                        None => Ok(zeros()),
+                    }
                 };
-                let h0 = match state {
-                    Some(st) => initial(&st.h)?,
-                    None => zeros(),
+                let h0 = initial(state.map(|st| &st.h))?;
+                let c0 = initial(state.and_then(|st| st.c.as_ref()))?;
+                let spec = Spec {
+                    cell: self.cell,
+                    hidden: self.hidden,
+                    reverse: d == 1,
+                    lengths: lengths.clone(),
                 };
-                let c0 = match (self.cell, state.and_then(|st| st.c.as_ref())) {
-                    (Cell::Gru, _) => None,
-                    (Cell::Lstm, Some(c)) => Some(initial(c)?),
-                    (Cell::Lstm, None) => Some(zeros()),
-                };
-                let (out, last) = self.direction(w, &input, h0, c0, masks.as_deref(), d == 1)?;
+                let (out, last) = self.direction(&spec, w, &input, h0, c0)?;
                 outputs.push(out);
                 hs.push(last.h);
                 cs.extend(last.c);
@@ -295,91 +287,51 @@ impl<T: Element> Recurrent<T> {
     /// the outputs [time, batch, hidden] and the last state ([batch, hidden]).
     fn direction(
         &self,
+        spec: &Spec,
         w: &Weights<T>,
         x: &Var<T>,
-        mut h: Var<T>,
-        mut c: Option<Var<T>>,
-        masks: Option<&[Var<T>]>,
-        reverse: bool,
+        h0: Var<T>,
+        c0: Var<T>,
     ) -> Result<(Var<T>, RnnState<T>)> {
         let s = x.shape();
         let (t, b, n) = (s[0], s[1], s[2]);
-        let rows = w.ih.shape()[0];
+        let (rows, hid) = (w.ih.shape()[0], self.hidden);
         // All steps' input projections in one product: [time x batch, gates x hidden].
         let mut gx = x.reshape(&[t * b, n])?.matmul(&w.ih.t()?)?;
         if let Some((bi, _)) = &w.bias {
             gx = gx.add(bi)?;
         }
-        let gx = gx.reshape(&[t, b, rows])?;
-        let hh_t = w.hh.t()?;
-        let mut outputs: Vec<Option<Var<T>>> = vec![None; t];
-        let steps: Box<dyn Iterator<Item = usize>> = if reverse {
-            Box::new((0..t).rev())
-        } else {
-            Box::new(0..t)
+        let b_hh = match &w.bias {
+            Some((_, bh)) => bh.clone(),
+            None => Var::constant(Tensor::zeros(&[rows])),
         };
-        for step in steps {
-            let gxt = gx.narrow(0, step, 1)?.reshape(&[b, rows])?;
-            let mut gh = h.matmul(&hh_t)?;
-            if let Some((_, bh)) = &w.bias {
-                gh = gh.add(bh)?;
-            }
-            let (h_new, c_new) = self.cell_step(&gxt, &gh, &h, c.as_ref())?;
-            let out = match masks {
-                None => {
-                    h = h_new;
-                    c = c_new;
-                    h.clone()
-                }
-                Some(m) => {
-                    // Past a sequence's end its state holds and its output is zero.
-                    let m = &m[step];
-                    h = h.add(&m.mul(&h_new.sub(&h)?)?)?;
-                    c = match (c, c_new) {
-                        (Some(c), Some(cn)) => Some(c.add(&m.mul(&cn.sub(&c)?)?)?),
-                        _ => None,
-                    };
-                    h_new.mul(m)?
-                }
-            };
-            outputs[step] = Some(out);
-        }
-        let outputs: Vec<Var<T>> = outputs
-            .into_iter()
-            .map(|o| o.expect("every step ran"))
+        let seq = spec.run(Inputs {
+            gx: gx.reshape(&[t, b, rows])?,
+            w_hh: w.hh.clone(),
+            b_hh,
+            h0,
+            c0,
+        })?;
+        // The final state: each sequence's last step (the first, reversed).
+        let index: Vec<usize> = (0..b)
+            .map(|i| {
+                let len = spec.lengths.as_ref().map_or(t, |l| l[i]);
+                let step = if spec.reverse { 0 } else { len - 1 };
+                step * b + i
+            })
             .collect();
-        Ok((Var::stack(&outputs, 0)?, RnnState { h, c }))
-    }
-
-    /// One step of the cell from the gate pre-activations of the input `gx`
-    /// and of the state `gh`, each [batch, gates x hidden] in PyTorch's
-    /// order (GRU: r, z, n; LSTM: i, f, g, o).
-    fn cell_step(
-        &self,
-        gx: &Var<T>,
-        gh: &Var<T>,
-        h: &Var<T>,
-        c: Option<&Var<T>>,
-    ) -> Result<(Var<T>, Option<Var<T>>)> {
-        let hid = self.hidden;
-        let gate = |v: &Var<T>, i: usize| v.narrow(1, i * hid, hid);
-        match (self.cell, c) {
-            (Cell::Gru, _) => {
-                let r = gate(gx, 0)?.add(&gate(gh, 0)?)?.sigmoid();
-                let z = gate(gx, 1)?.add(&gate(gh, 1)?)?.sigmoid();
-                let n = gate(gx, 2)?.add(&r.mul(&gate(gh, 2)?)?)?.tanh();
-                // (1 - z) n + z h = n + z (h - n)
-                Ok((n.add(&z.mul(&h.sub(&n)?)?)?, None))
-            }
-            (Cell::Lstm, Some(c)) => {
-                let g = gx.add(gh)?;
-                let (i, f) = (gate(&g, 0)?.sigmoid(), gate(&g, 1)?.sigmoid());
-                let (cand, o) = (gate(&g, 2)?.tanh(), gate(&g, 3)?.sigmoid());
-                let c = f.mul(c)?.add(&i.mul(&cand)?)?;
-                Ok((o.mul(&c.tanh())?, Some(c)))
-            }
-            (Cell::Lstm, None) => unreachable!("an LSTM always carries its cell state"),
-        }
+        let width = seq.shape()[2];
+        let last = seq.reshape(&[t * b, width])?.index_select(0, &index)?;
+        Ok(match self.cell {
+            Cell::Gru => (seq, RnnState { h: last, c: None }),
+            Cell::Lstm => (
+                seq.narrow(2, 0, hid)?,
+                RnnState {
+                    h: last.narrow(1, 0, hid)?,
+                    c: Some(last.narrow(1, hid, hid)?),
+                },
+            ),
+        })
     }
 }
 

@@ -1,0 +1,478 @@
+//! One layer's recurrence in one direction as a single autograd op.
+//!
+//! Written step by step in `Var` ops, a sequence of T steps records about
+//! a dozen nodes per step, and each step's slice of the input projection
+//! sends back a gradient the size of the whole sequence. Here the forward
+//! runs the steps on plain buffers (one gemm and one fused cell pass per
+//! step) and saves the gates; the backward runs backpropagation through
+//! time the same way and forms the recurrent weight's gradient in one
+//! product over all steps, as cuDNN and PyTorch's CPU kernels do.
+//!
+//! Second-order gradients (a backward with `create_graph`) come from the
+//! same recurrence written in `Var` ops ([`composed`]), differentiated by
+//! the engine: the fused path is checked against it, and both against
+//! finite differences in the gradient-check table.
+
+use std::sync::Arc;
+
+use deepgen_autograd::{grad_with, is_grad_enabled, Ctx, Grads, Result as AgResult};
+use deepgen_kernels::rnn::{self, GRU_SAVED, LSTM_SAVED};
+use deepgen_kernels::{gemm_par, MatRef};
+
+use super::Cell;
+use crate::{Element, Result, Tensor, Var};
+
+/// What a sequence op needs besides its tensors.
+#[derive(Clone)]
+pub(super) struct Spec {
+    pub cell: Cell,
+    pub hidden: usize,
+    /// Steps run from the last to the first.
+    pub reverse: bool,
+    /// Each sequence's length (None: all run the whole time).
+    pub lengths: Option<Arc<[usize]>>,
+}
+
+/// The inputs of a sequence op: `gx` [time, batch, gates x hidden] (the
+/// input projection, its bias included), `w_hh` [gates x hidden, hidden],
+/// `b_hh` [gates x hidden] (zeros if the layer has none), `h0` and `c0`
+/// [batch, hidden] (`c0` zeros for a GRU).
+pub(super) struct Inputs<T: Element> {
+    pub gx: Var<T>,
+    pub w_hh: Var<T>,
+    pub b_hh: Var<T>,
+    pub h0: Var<T>,
+    pub c0: Var<T>,
+}
+
+impl Spec {
+    /// Floats per step and row of the output: h, and c for an LSTM.
+    fn width(&self) -> usize {
+        match self.cell {
+            Cell::Gru => self.hidden,
+            Cell::Lstm => 2 * self.hidden,
+        }
+    }
+
+    /// The steps in the order they run.
+    fn order(&self, t: usize) -> Box<dyn Iterator<Item = usize>> {
+        match self.reverse {
+            true => Box::new((0..t).rev()),
+            false => Box::new(0..t),
+        }
+    }
+
+    /// Which sequences take part in `step`.
+    fn active(&self, step: usize, batch: usize) -> Vec<bool> {
+        match &self.lengths {
+            None => vec![true; batch],
+            Some(lens) => lens.iter().map(|&n| step < n).collect(),
+        }
+    }
+
+    /// The outputs [time, batch, width]: each step's h (then c), zero past
+    /// a sequence's end.
+    pub fn run<T: Element>(&self, x: Inputs<T>) -> Result<Var<T>> {
+        let gx = x.gx.value().contiguous();
+        let (t, b) = (gx.shape()[0], gx.shape()[1]);
+        let saved = Forward::run(self, &x, gx.as_slice().expect("contiguous"), t, b);
+        let out = Tensor::from_vec(saved.out.clone(), &[t, b, self.width()])?;
+        let spec = self.clone();
+        let saved = Arc::new(saved);
+        let inputs = vec![x.gx, x.w_hh, x.b_hh, x.h0, x.c0];
+        Ok(Var::from_op(
+            "rnn_sequence",
+            out,
+            inputs,
+            move |c| match is_grad_enabled() {
+                // A create_graph backward: the Var-op recurrence, recorded.
+                true => spec.composed_grads(c),
+                false => spec.backward(c, &saved),
+            },
+        ))
+    }
+
+    /// The recurrence in `Var` ops (the reference; differentiable to any
+    /// order): the same outputs as [`Spec::run`].
+    pub fn composed<T: Element>(&self, x: &Inputs<T>) -> AgResult<Var<T>> {
+        let s = x.gx.shape();
+        let (t, b) = (s[0], s[1]);
+        let rows = s[2];
+        let masks = self.lengths.as_ref().map(|lens| {
+            (0..t)
+                .map(|step| {
+                    let m = lens.iter().map(|&n| T::of(f64::from(u8::from(step < n))));
+                    Tensor::from_vec(m.collect(), &[b, 1]).map(Var::constant)
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+        });
+        let masks = masks.transpose()?;
+        let hh_t = x.w_hh.t()?;
+        let (mut h, mut c) = (x.h0.clone(), x.c0.clone());
+        let mut outputs: Vec<Option<Var<T>>> = vec![None; t];
+        for step in self.order(t) {
+            let gxt = x.gx.narrow(0, step, 1)?.reshape(&[b, rows])?;
+            let gh = h.matmul(&hh_t)?.add(&x.b_hh)?;
+            let (h_new, c_new) = cell_step(self.cell, self.hidden, &gxt, &gh, &h, &c)?;
+            let (oh, oc) = match &masks {
+                None => (h_new.clone(), c_new.clone()),
+                Some(m) => (h_new.mul(&m[step])?, c_new.mul(&m[step])?),
+            };
+            (h, c) = match &masks {
+                None => (h_new, c_new),
+                // Past a sequence's end its state holds.
+                Some(m) => {
+                    let m = &m[step];
+                    (
+                        h.add(&m.mul(&h_new.sub(&h)?)?)?,
+                        c.add(&m.mul(&c_new.sub(&c)?)?)?,
+                    )
+                }
+            };
+            outputs[step] = Some(match self.cell {
+                Cell::Gru => oh,
+                Cell::Lstm => Var::concat(&[oh, oc], 1)?,
+            });
+        }
+        let outputs: Vec<Var<T>> = outputs.into_iter().flatten().collect();
+        Var::stack(&outputs, 0)
+    }
+
+    /// A create_graph backward: the gradients of the recorded Var-op
+    /// recurrence, themselves recorded.
+    fn composed_grads<T: Element>(&self, c: &Ctx<T>) -> AgResult<Grads<T>> {
+        let i = c.inputs;
+        let x = Inputs {
+            gx: i[0].clone(),
+            w_hh: i[1].clone(),
+            b_hh: i[2].clone(),
+            h0: i[3].clone(),
+            c0: i[4].clone(),
+        };
+        let out = self.composed(&x)?;
+        let wanted: Vec<usize> = (0..5).filter(|&k| c.needs(k)).collect();
+        let targets: Vec<Var<T>> = wanted.iter().map(|&k| i[k].clone()).collect();
+        let mut found = grad_with(&[out], vec![c.grad.clone()], &targets, true)?.into_iter();
+        Ok((0..5)
+            .map(|k| match wanted.contains(&k) {
+                true => found.next(),
+                false => None,
+            })
+            .collect())
+    }
+
+    /// Backpropagation through time on buffers.
+    fn backward<T: Element>(&self, c: &Ctx<T>, fw: &Forward<T>) -> AgResult<Grads<T>> {
+        let (t, b, hid) = (fw.t, fw.b, self.hidden);
+        let (g, width) = (self.cell.gates() * hid, self.width());
+        let dout = c.grad.value().contiguous();
+        let dout = dout.as_slice().expect("contiguous");
+        let w = c.inputs[1].value().contiguous();
+        let w = w.as_slice().expect("contiguous");
+        let zero = T::zero();
+        let mut dgx = vec![zero; t * b * g];
+        // A GRU's state and input gate adjoints differ (r scales n's); an
+        // LSTM's are the same, so it keeps one buffer.
+        let mut dgh = match self.cell {
+            Cell::Gru => vec![zero; t * b * g],
+            Cell::Lstm => Vec::new(),
+        };
+        let (mut dh, mut dc) = (vec![zero; b * hid], vec![zero; b * hid]);
+        let (mut dh_prev, mut dc_prev) = (vec![zero; b * hid], vec![zero; b * hid]);
+        let steps: Vec<usize> = self.order(t).collect();
+        for &step in steps.iter().rev() {
+            let active = self.active(step, b);
+            // The output's adjoint reaches the state only where the step ran.
+            let row = &dout[step * b * width..][..b * width];
+            for (r, &on) in active.iter().enumerate() {
+                if on {
+                    for j in 0..hid {
+                        dh[r * hid + j] = dh[r * hid + j] + row[r * width + j];
+                    }
+                    if self.cell == Cell::Lstm {
+                        for j in 0..hid {
+                            dc[r * hid + j] = dc[r * hid + j] + row[r * width + hid + j];
+                        }
+                    }
+                }
+            }
+            let saved = &fw.saved[step * b * fw.saved_width..][..b * fw.saved_width];
+            let gates = &mut dgx[step * b * g..][..b * g];
+            match self.cell {
+                Cell::Gru => {
+                    let gh = &mut dgh[step * b * g..][..b * g];
+                    let h = &fw.h_prev[step * b * hid..][..b * hid];
+                    rnn::gru_step_backward(&dh, h, saved, hid, &active, gates, gh, &mut dh_prev);
+                }
+                Cell::Lstm => {
+                    let cp = &fw.c_prev[step * b * hid..][..b * hid];
+                    rnn::lstm_step_backward(
+                        &dh,
+                        &dc,
+                        cp,
+                        saved,
+                        hid,
+                        &active,
+                        gates,
+                        &mut dh_prev,
+                        &mut dc_prev,
+                    );
+                    std::mem::swap(&mut dc, &mut dc_prev);
+                }
+            }
+            // dh_prev += d gates_h @ W_hh.
+            let gh: &[T] = match self.cell {
+                Cell::Gru => &dgh[step * b * g..][..b * g],
+                Cell::Lstm => &dgx[step * b * g..][..b * g],
+            };
+            if active.iter().any(|&a| a) {
+                let one = T::one();
+                let (a, wm) = (MatRef::row_major(gh, 0, g), MatRef::row_major(w, 0, hid));
+                gemm_par(b, g, hid, one, a, wm, one, &mut dh_prev, hid);
+            }
+            std::mem::swap(&mut dh, &mut dh_prev);
+        }
+        let dgh = match self.cell {
+            Cell::Gru => &dgh,
+            Cell::Lstm => &dgx,
+        };
+        let tensor = |v: Vec<T>, shape: &[usize]| -> AgResult<Option<Var<T>>> {
+            Ok(Some(Var::constant(Tensor::from_vec(v, shape)?)))
+        };
+        let mut grads: Grads<T> = vec![None; 5];
+        if c.needs(1) {
+            // d W_hh = sum over steps of d gates_h^T h_prev: one product.
+            let mut dw = vec![zero; g * hid];
+            let a = MatRef::row_major(dgh, 0, g).t();
+            let hp = MatRef::row_major(&fw.h_prev, 0, hid);
+            gemm_par(g, t * b, hid, T::one(), a, hp, zero, &mut dw, hid);
+            grads[1] = tensor(dw, &[g, hid])?;
+        }
+        if c.needs(2) {
+            let mut db = vec![zero; g];
+            for r in dgh.chunks_exact(g) {
+                for (d, &v) in db.iter_mut().zip(r) {
+                    *d = *d + v;
+                }
+            }
+            grads[2] = tensor(db, &[g])?;
+        }
+        if c.needs(0) {
+            grads[0] = tensor(dgx, &[t, b, g])?;
+        }
+        if c.needs(3) {
+            grads[3] = tensor(dh, &[b, hid])?;
+        }
+        if c.needs(4) && self.cell == Cell::Lstm {
+            grads[4] = tensor(dc, &[b, hid])?;
+        }
+        Ok(grads)
+    }
+}
+
+/// What the forward keeps for the backward.
+struct Forward<T> {
+    t: usize,
+    b: usize,
+    /// [time, batch, width]
+    out: Vec<T>,
+    /// Per step, the state before it: [time, batch, hidden].
+    h_prev: Vec<T>,
+    c_prev: Vec<T>,
+    saved_width: usize,
+    /// Per step the cell's saved activations.
+    saved: Vec<T>,
+}
+
+impl<T: Element> Forward<T> {
+    fn run(spec: &Spec, x: &Inputs<T>, gx: &[T], t: usize, b: usize) -> Self {
+        let hid = spec.hidden;
+        let (g, width) = (spec.cell.gates() * hid, spec.width());
+        let lstm = spec.cell == Cell::Lstm;
+        let saved_width = hid * if lstm { LSTM_SAVED } else { GRU_SAVED };
+        let w = x.w_hh.value().contiguous();
+        let bias = x.b_hh.value().to_vec();
+        let zero = T::zero();
+        let mut fw = Forward {
+            t,
+            b,
+            out: vec![zero; t * b * width],
+            h_prev: vec![zero; t * b * hid],
+            c_prev: if lstm {
+                vec![zero; t * b * hid]
+            } else {
+                Vec::new()
+            },
+            saved_width,
+            saved: vec![zero; t * b * saved_width],
+        };
+        let (mut h, mut c) = (x.h0.value().to_vec(), x.c0.value().to_vec());
+        let (mut h_new, mut c_new) = (vec![zero; b * hid], vec![zero; b * hid]);
+        let mut gh = vec![zero; b * g];
+        let wt = MatRef::row_major(w.as_slice().expect("contiguous"), 0, hid).t();
+        for step in spec.order(t) {
+            let active = spec.active(step, b);
+            fw.h_prev[step * b * hid..][..b * hid].copy_from_slice(&h);
+            if lstm {
+                fw.c_prev[step * b * hid..][..b * hid].copy_from_slice(&c);
+            }
+            if !active.iter().any(|&a| a) {
+                continue; // the state holds, the outputs stay zero
+            }
+            for r in gh.chunks_exact_mut(g) {
+                r.copy_from_slice(&bias);
+            }
+            let hm = MatRef::row_major(&h, 0, hid);
+            gemm_par(b, hid, g, T::one(), hm, wt, T::one(), &mut gh, g);
+            let gxs = &gx[step * b * g..][..b * g];
+            let saved = &mut fw.saved[step * b * saved_width..][..b * saved_width];
+            match spec.cell {
+                Cell::Gru => rnn::gru_step(gxs, &gh, &h, hid, &active, &mut h_new, saved),
+                Cell::Lstm => rnn::lstm_step(
+                    gxs, &gh, &h, &c, hid, &active, &mut h_new, &mut c_new, saved,
+                ),
+            }
+            let out = &mut fw.out[step * b * width..][..b * width];
+            for (r, &on) in active.iter().enumerate() {
+                if on {
+                    let o = &mut out[r * width..][..width];
+                    o[..hid].copy_from_slice(&h_new[r * hid..][..hid]);
+                    if lstm {
+                        o[hid..].copy_from_slice(&c_new[r * hid..][..hid]);
+                    }
+                }
+            }
+            std::mem::swap(&mut h, &mut h_new);
+            std::mem::swap(&mut c, &mut c_new);
+        }
+        fw
+    }
+}
+
+/// One step of the cell in `Var` ops from the gate pre-activations of the
+/// input `gx` and of the state `gh` ([batch, gates x hidden], PyTorch's
+/// order); `c` is ignored by a GRU (its returned c is a copy of it).
+pub(super) fn cell_step<T: Element>(
+    cell: Cell,
+    hid: usize,
+    gx: &Var<T>,
+    gh: &Var<T>,
+    h: &Var<T>,
+    c: &Var<T>,
+) -> AgResult<(Var<T>, Var<T>)> {
+    let gate = |v: &Var<T>, i: usize| v.narrow(1, i * hid, hid);
+    match cell {
+        Cell::Gru => {
+            let r = gate(gx, 0)?.add(&gate(gh, 0)?)?.sigmoid();
+            let z = gate(gx, 1)?.add(&gate(gh, 1)?)?.sigmoid();
+            let n = gate(gx, 2)?.add(&r.mul(&gate(gh, 2)?)?)?.tanh();
+            // (1 - z) n + z h = n + z (h - n)
+            Ok((n.add(&z.mul(&h.sub(&n)?)?)?, c.clone()))
+        }
+        Cell::Lstm => {
+            let g = gx.add(gh)?;
+            let (i, f) = (gate(&g, 0)?.sigmoid(), gate(&g, 1)?.sigmoid());
+            let (cand, o) = (gate(&g, 2)?.tanh(), gate(&g, 3)?.sigmoid());
+            let c = f.mul(c)?.add(&i.mul(&cand)?)?;
+            Ok((o.mul(&c.tanh())?, c))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init;
+    use deepgen_autograd::grad;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// The fused op and the Var-op recurrence: same outputs and same first
+    /// gradients of every input, for both cells, both directions, with and
+    /// without lengths; and the create_graph backward goes through the
+    /// recurrence (a second derivative exists and matches).
+    #[test]
+    fn fused_equals_composed() {
+        let rng = &mut ChaCha8Rng::seed_from_u64(7);
+        let (t, b, hid) = (4, 3, 5);
+        for cell in [Cell::Gru, Cell::Lstm] {
+            for reverse in [false, true] {
+                for lengths in [None, Some(vec![4, 1, 3])] {
+                    let g = cell.gates() * hid;
+                    let mut p =
+                        |shape: &[usize]| Var::parameter(init::uniform(shape, -1.0, 1.0, rng));
+                    let x = Inputs::<f64> {
+                        gx: p(&[t, b, g]),
+                        w_hh: p(&[g, hid]),
+                        b_hh: p(&[g]),
+                        h0: p(&[b, hid]),
+                        c0: p(&[b, hid]),
+                    };
+                    let spec = Spec {
+                        cell,
+                        hidden: hid,
+                        reverse,
+                        lengths: lengths.clone().map(Into::into),
+                    };
+                    let weights = p(&[t, b, spec.width()]);
+                    let leaves = [&x.gx, &x.w_hh, &x.b_hh, &x.h0, &x.c0].map(|v| v.clone());
+                    let fresh = || Inputs {
+                        gx: x.gx.clone(),
+                        w_hh: x.w_hh.clone(),
+                        b_hh: x.b_hh.clone(),
+                        h0: x.h0.clone(),
+                        c0: x.c0.clone(),
+                    };
+                    let loss =
+                        |out: Var<f64>| out.mul(&weights).unwrap().square().sum_all().unwrap();
+                    let fused = spec.run(fresh()).unwrap();
+                    let composed = spec.composed(&x).unwrap();
+                    let close = |a: &[f64], b: &[f64], what: &str| {
+                        for (u, v) in a.iter().zip(b) {
+                            assert!(
+                                (u - v).abs() <= 1e-12 * (1.0 + v.abs()),
+                                "{cell:?} reverse {reverse} {lengths:?} {what}: {u} vs {v}"
+                            );
+                        }
+                    };
+                    close(
+                        &fused.value().to_vec(),
+                        &composed.value().to_vec(),
+                        "output",
+                    );
+                    let gf = grad(&[loss(fused)], &leaves, false).unwrap();
+                    let gc = grad(&[loss(composed.clone())], &leaves, false).unwrap();
+                    for (k, (a, c)) in gf.iter().zip(&gc).enumerate() {
+                        if cell == Cell::Gru && k == 4 {
+                            continue; // a GRU has no cell state
+                        }
+                        close(
+                            &a.value().to_vec(),
+                            &c.value().to_vec(),
+                            &format!("grad {k}"),
+                        );
+                    }
+                    // Second order: d/dw_hh of sum(d loss / d gx) both ways.
+                    let fused = spec.run(fresh()).unwrap();
+                    let second = |out: Var<f64>| {
+                        let d = grad(&[loss(out)], std::slice::from_ref(&x.gx), true)
+                            .unwrap()
+                            .remove(0);
+                        grad(
+                            &[d.sum_all().unwrap()],
+                            std::slice::from_ref(&x.w_hh),
+                            false,
+                        )
+                        .unwrap()
+                        .remove(0)
+                    };
+                    close(
+                        &second(fused).value().to_vec(),
+                        &second(composed).value().to_vec(),
+                        "second order",
+                    );
+                }
+            }
+        }
+    }
+}
