@@ -1209,3 +1209,188 @@ fn a_text_vae_trains_on_a_file_resumes_exactly_samples_and_refuses_bad_text() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn a_text_gan_and_its_judge_train_evaluate_interpolate_and_encode() {
+    let out = tmp("text-gan");
+    let sizes = [
+        "--sentences",
+        "300",
+        "--epochs",
+        "2",
+        "--hidden",
+        "16",
+        "--embed",
+        "8",
+        "--batch-size",
+        "16",
+        "--quiet",
+        "--no-tensorboard",
+    ];
+    fn with<'a>(sizes: &[&'a str], cmd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec!["train", cmd];
+        v.extend(sizes);
+        v.extend(extra);
+        v
+    }
+    let lm = out.join("lm");
+    let stdout = run_ok(&with(&sizes, "text-lm", &[]), &lm);
+    assert!(
+        stdout.contains("perplexity") && stdout.contains("samples"),
+        "{stdout}"
+    );
+    let gan = out.join("gan");
+    let stdout = run_ok(
+        &with(
+            &sizes,
+            "text-gan",
+            &["--code", "8", "--noise", "4", "--gan-hidden", "16"],
+        ),
+        &gan,
+    );
+    assert!(
+        stdout.contains("epoch 2:") && stdout.contains("critic gap"),
+        "{stdout}"
+    );
+    // One epoch, then --resume to two: the same model, byte for byte.
+    let resumed = out.join("resumed");
+    let mut one = with(
+        &sizes,
+        "text-gan",
+        &["--code", "8", "--noise", "4", "--gan-hidden", "16"],
+    );
+    one[5] = "1";
+    run_ok(&one, &resumed);
+    let mut two = with(
+        &sizes,
+        "text-gan",
+        &[
+            "--code",
+            "8",
+            "--noise",
+            "4",
+            "--gan-hidden",
+            "16",
+            "--resume",
+        ],
+    );
+    two[5] = "2";
+    run_ok(&two, &resumed);
+    let model = |dir: &std::path::Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert!(
+        model(&resumed) == model(&gan),
+        "an ARAE's resume is not exact"
+    );
+
+    let (g, l) = (gan.join("model.safetensors"), lm.join("model.safetensors"));
+    let (g, l) = (g.to_str().unwrap(), l.to_str().unwrap());
+    let (code, stdout, err) = run_any(&[
+        "eval",
+        "text",
+        "--sentences",
+        "300",
+        "--checkpoint",
+        g,
+        "--judge",
+        l,
+        "--samples",
+        "50",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    for key in [
+        "tokens decoded right",
+        "forward perplexity of 50 samples",
+        "real held-out lines",
+        "distinct",
+    ] {
+        assert!(stdout.contains(key), "{key}: {stdout}");
+    }
+    let (code, stdout, err) = run_any(&["sample", "--n", "3", "--checkpoint", g]);
+    assert!(
+        code == Some(0) && stdout.lines().count() == 3,
+        "{stdout}{err}"
+    );
+    let (code, stdout, err) = run_any(&[
+        "interpolate",
+        "--checkpoint",
+        g,
+        "--from-text",
+        "the dog sees the moon .",
+        "--to-text",
+        "a small bird reads a book .",
+        "--steps",
+        "4",
+    ]);
+    assert!(
+        code == Some(0) && stdout.lines().count() == 4,
+        "{stdout}{err}"
+    );
+    let lines = out.join("lines.txt");
+    std::fs::write(&lines, "the dog sees the moon .\n\na cat .\n").unwrap();
+    let (code, stdout, err) = run_any(&[
+        "encode",
+        "--checkpoint",
+        g,
+        "--lines",
+        lines.to_str().unwrap(),
+        "--out",
+        out.join("enc").to_str().unwrap(),
+    ]);
+    assert!(
+        code == Some(0) && stdout.contains("encoded 2 sentences"),
+        "{stdout}{err}"
+    );
+    let csv = std::fs::read_to_string(out.join("enc").join("latents.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+
+    // Refused, with the reason: a judge that is no language model, another
+    // vocabulary, a language model's latent space.
+    let refused = |args: &[&str], says: &str| {
+        let (code, _, err) = run_any(args);
+        assert!(
+            code != Some(0) && err.contains(says) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    };
+    refused(
+        &[
+            "eval",
+            "text",
+            "--sentences",
+            "300",
+            "--checkpoint",
+            l,
+            "--judge",
+            g,
+        ],
+        "not a language model",
+    );
+    refused(
+        &[
+            "eval",
+            "text",
+            "--sentences",
+            "300",
+            "--seed",
+            "9",
+            "--level",
+            "char",
+            "--checkpoint",
+            g,
+        ],
+        "vocabulary",
+    );
+    refused(
+        &[
+            "interpolate",
+            "--checkpoint",
+            l,
+            "--from-text",
+            "a",
+            "--to-text",
+            "b",
+        ],
+        "no latent space",
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -17,6 +17,9 @@ use deepgen_nn::{Embedding, Forward, Gru, Linear, Module, RnnConfig, RnnState};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub mod arae;
+pub mod lm;
+pub mod model;
 pub mod trainer;
 
 /// Results of this crate: nn's errors.
@@ -128,38 +131,22 @@ impl<T: Element> SentenceVae<T> {
         })
     }
 
-    /// Embeddings of `ids` [batch x time] as [batch, time, embed].
-    fn embedded(&self, ids: &[usize], batch: usize, time: usize) -> Result<Var<T>> {
-        Ok(self
-            .embed
-            .lookup(ids)?
-            .reshape(&[batch, time, self.config.embed])?)
+    /// The decoder's parts.
+    fn decoding(&self) -> Decoding<'_, T> {
+        Decoding {
+            embed: &self.embed,
+            fc_init: Some(&self.fc_init),
+            decoder: &self.decoder,
+            out: &self.out,
+            hidden: self.config.hidden,
+        }
     }
 
     /// q(z|x) of the sentences of `b` (their targets: tokens then
     /// `<eos>`): (mu, logvar), each [batch, latent].
     pub fn encode(&self, b: &TextBatch) -> Result<(Var<T>, Var<T>)> {
-        let n = b.lengths.len();
-        let x = self.embedded(&b.targets, n, b.time)?;
-        let (_, state) = self.encoder.forward_with(&x, None, Some(&b.lengths))?;
-        // [directions, batch, hidden] -> [batch, directions x hidden].
-        let d = state.h.shape()[0];
-        let h = state
-            .h
-            .transpose(0, 1)?
-            .reshape(&[n, d * self.config.hidden])?;
+        let h = encode_states(&self.embed, &self.encoder, b)?;
         Ok((self.fc_mu.forward(&h)?, self.fc_logvar.forward(&h)?))
-    }
-
-    /// The decoder's initial state from z [batch, latent].
-    fn initial_state(&self, z: &Var<T>) -> Result<RnnState<T>> {
-        let n = z.shape()[0];
-        let h = self
-            .fc_init
-            .forward(z)?
-            .tanh()
-            .reshape(&[1, n, self.config.hidden])?;
-        Ok(RnnState { h, c: None })
     }
 
     /// Token logits [batch x time, vocab] for decoder inputs `inputs`
@@ -171,14 +158,7 @@ impl<T: Element> SentenceVae<T> {
         lengths: &[usize],
         time: usize,
     ) -> Result<(Var<T>, RnnState<T>)> {
-        let n = lengths.len();
-        let x = self.embedded(inputs, n, time)?;
-        let state = self.initial_state(z)?;
-        let (h, last) = self.decoder.forward_with(&x, Some(&state), Some(lengths))?;
-        let logits = self
-            .out
-            .forward(&h.reshape(&[n * time, self.config.hidden])?)?;
-        Ok((logits, last))
+        self.decoding().decode(Some(z), inputs, lengths, time)
     }
 
     /// The batch's terms with z = mu + sigma * `eps` (eps [batch, latent]
@@ -237,6 +217,60 @@ impl<T: Element> SentenceVae<T> {
         })
     }
 
+    /// Per sentence of `b`: the ELBO and the importance-weighted bound
+    /// (Burda et al. 2016) on log p(x) from `k` posterior samples, in nats
+    /// (the IWAE bound tightens towards log p(x) as `k` grows; with k = 1
+    /// it is the ELBO). No gradients are recorded.
+    pub fn bounds<R: Rng + ?Sized>(
+        &self,
+        b: &TextBatch,
+        k: usize,
+        rng: &mut R,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let n = b.lengths.len();
+        let latent = self.config.latent;
+        deepgen_autograd::no_grad(|| {
+            let (mu, logvar) = self.encode(b)?;
+            let (mu_v, lv) = (to_f64(&mu.value()), to_f64(&logvar.value()));
+            let mut log_w = vec![Vec::with_capacity(k); n];
+            let half_ln_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
+            for _ in 0..k.max(1) {
+                let eps = Tensor::<T>::randn(&[n, latent], T::zero(), T::one(), rng);
+                let ev = to_f64(&eps);
+                let z: Vec<T> = (0..n * latent)
+                    .map(|i| T::of(mu_v[i] + (0.5 * lv[i]).exp() * ev[i]))
+                    .collect();
+                let z = Var::constant(Tensor::from_vec(z, &[n, latent])?);
+                let zv = to_f64(&z.value());
+                let (logits, _) = self.decode(&z, &b.inputs, &b.lengths, b.time)?;
+                let rec = to_f64(
+                    &cross_entropy_ignore(&logits, &b.targets, PAD, Reduction::None)?.value(),
+                );
+                for (i, w) in log_w.iter_mut().enumerate() {
+                    let r: f64 = rec[i * b.time..(i + 1) * b.time].iter().sum();
+                    let (mut lq, mut lp) = (0.0, 0.0);
+                    for d in i * latent..(i + 1) * latent {
+                        lq += -0.5 * (ev[d] * ev[d] + lv[d]) - half_ln_2pi;
+                        lp += -0.5 * zv[d] * zv[d] - half_ln_2pi;
+                    }
+                    w.push(-r + lp - lq);
+                }
+            }
+            let elbo = log_w
+                .iter()
+                .map(|w| w.iter().sum::<f64>() / w.len() as f64)
+                .collect();
+            let iwae = log_w
+                .iter()
+                .map(|w| {
+                    let m = w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    m + (w.iter().map(|v| (v - m).exp()).sum::<f64>() / w.len() as f64).ln()
+                })
+                .collect();
+            Ok((elbo, iwae))
+        })
+    }
+
     /// Sentences decoded from latent points z [n, latent], at most
     /// `max_len` tokens each: greedy (`temperature` 0) or sampled from the
     /// softmax at `temperature`. Token ids without specials.
@@ -248,20 +282,103 @@ impl<T: Element> SentenceVae<T> {
         rng: &mut R,
     ) -> Result<Vec<Vec<usize>>> {
         let n = z.shape()[0];
-        let mut state = self.initial_state(z)?;
+        self.decoding()
+            .generate(Some(z), n, max_len, temperature, rng)
+    }
+}
+
+/// Embeddings of `ids` [batch x time] as [batch, time, embed].
+fn embedded<T: Element>(
+    embed: &Embedding<T>,
+    ids: &[usize],
+    batch: usize,
+    time: usize,
+) -> Result<Var<T>> {
+    let width = embed.weight.shape()[1];
+    Ok(embed.lookup(ids)?.reshape(&[batch, time, width])?)
+}
+
+/// An encoder's final states over the sentences of `b` (their targets:
+/// tokens then `<eos>`), [batch, directions x hidden].
+pub(crate) fn encode_states<T: Element>(
+    embed: &Embedding<T>,
+    encoder: &Gru<T>,
+    b: &TextBatch,
+) -> Result<Var<T>> {
+    let n = b.lengths.len();
+    let x = embedded(embed, &b.targets, n, b.time)?;
+    let (_, state) = encoder.forward_with(&x, None, Some(&b.lengths))?;
+    // [directions, batch, hidden] -> [batch, directions x hidden].
+    let s = state.h.shape();
+    Ok(state.h.transpose(0, 1)?.reshape(&[n, s[0] * s[2]])?)
+}
+
+/// A recurrent decoder, shared by the sentence VAE, the ARAE's
+/// autoencoder and the language model (which has no `fc_init`: its
+/// decoder starts from zeros).
+pub(crate) struct Decoding<'a, T: Element> {
+    pub embed: &'a Embedding<T>,
+    pub fc_init: Option<&'a Linear<T>>,
+    pub decoder: &'a Gru<T>,
+    pub out: &'a Linear<T>,
+    pub hidden: usize,
+}
+
+impl<T: Element> Decoding<'_, T> {
+    /// The decoder's initial state from a code [batch, code] (zeros
+    /// without `fc_init`).
+    fn initial_state(&self, code: Option<&Var<T>>, n: usize) -> Result<Option<RnnState<T>>> {
+        let (Some(fc), Some(z)) = (self.fc_init, code) else {
+            return Ok(None);
+        };
+        let h = fc.forward(z)?.tanh().reshape(&[1, n, self.hidden])?;
+        Ok(Some(RnnState { h, c: None }))
+    }
+
+    /// Token logits [batch x time, vocab] for decoder inputs `inputs`
+    /// ([batch x time] ids) from `code`, and the decoder's final state.
+    pub fn decode(
+        &self,
+        code: Option<&Var<T>>,
+        inputs: &[usize],
+        lengths: &[usize],
+        time: usize,
+    ) -> Result<(Var<T>, RnnState<T>)> {
+        let n = lengths.len();
+        let x = embedded(self.embed, inputs, n, time)?;
+        let state = self.initial_state(code, n)?;
+        let (h, last) = self
+            .decoder
+            .forward_with(&x, state.as_ref(), Some(lengths))?;
+        let logits = self.out.forward(&h.reshape(&[n * time, self.hidden])?)?;
+        Ok((logits, last))
+    }
+
+    /// `n` sentences decoded from `code` [n, code], at most `max_len`
+    /// tokens each: greedy (`temperature` 0) or sampled from the softmax
+    /// at `temperature`. Token ids without specials.
+    pub fn generate<R: Rng + ?Sized>(
+        &self,
+        code: Option<&Var<T>>,
+        n: usize,
+        max_len: usize,
+        temperature: f64,
+        rng: &mut R,
+    ) -> Result<Vec<Vec<usize>>> {
+        let mut state = self.initial_state(code, n)?;
         let mut current = vec![BOS; n];
         let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut done = vec![false; n];
         for _ in 0..max_len {
-            let x = self.embedded(&current, n, 1)?;
-            let (h, next) = self.decoder.forward_with(&x, Some(&state), None)?;
-            state = next;
+            let x = embedded(self.embed, &current, n, 1)?;
+            let (h, next) = self.decoder.forward_with(&x, state.as_ref(), None)?;
+            state = Some(next);
             let logits = self
                 .out
-                .forward(&h.reshape(&[n, self.config.hidden])?)?
+                .forward(&h.reshape(&[n, self.hidden])?)?
                 .value()
                 .to_vec();
-            let vocab = self.config.vocab;
+            let vocab = logits.len() / n;
             for i in 0..n {
                 let row: Vec<f64> = logits[i * vocab..(i + 1) * vocab]
                     .iter()
@@ -282,6 +399,10 @@ impl<T: Element> SentenceVae<T> {
         }
         Ok(out)
     }
+}
+
+fn to_f64<T: Element>(t: &Tensor<T>) -> Vec<f64> {
+    t.to_vec().iter().map(|v| v.as_f64()).collect()
 }
 
 /// The decoder inputs with each token but `<bos>` and `<pad>` replaced by

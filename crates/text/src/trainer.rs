@@ -113,9 +113,19 @@ pub fn evaluate(
 
 /// The checkpoint metadata of a model and its vocabulary.
 pub fn metadata(model: &SentenceVae, vocab: &Vocab) -> HashMap<String, String> {
-    let config = serde_json::to_string(&model.config).expect("configs serialise");
+    metadata_of(CONFIG_KEY, &model.config, vocab)
+}
+
+/// A model's config (JSON under `key`) and the vocabulary, as checkpoint
+/// metadata.
+pub(crate) fn metadata_of(
+    key: &str,
+    config: &impl serde::Serialize,
+    vocab: &Vocab,
+) -> HashMap<String, String> {
+    let config = serde_json::to_string(config).expect("configs serialise");
     HashMap::from([
-        (CONFIG_KEY.to_string(), config),
+        (key.to_string(), config),
         (VOCAB_KEY.to_string(), vocab.to_text()),
     ])
 }
@@ -132,13 +142,30 @@ pub fn from_loaded(
     tensors: Vec<(String, checkpoint::TensorData)>,
     meta: &HashMap<String, String>,
 ) -> crate::Result<(SentenceVae, Vocab)> {
+    load_model(path, tensors, meta, CONFIG_KEY, "a sentence VAE", |c| {
+        let c: SentenceVaeConfig = c;
+        Ok((c.vocab, SentenceVae::new(c, 0)?))
+    })
+}
+
+/// A text model from a file already read: its config from the metadata
+/// under `key` (`what` names the kind in errors), `build` makes it (and
+/// says its vocabulary size), then the weights load strictly.
+pub(crate) fn load_model<C: serde::de::DeserializeOwned, M: Module<f32>>(
+    path: &Path,
+    tensors: Vec<(String, checkpoint::TensorData)>,
+    meta: &HashMap<String, String>,
+    key: &str,
+    what: &str,
+    build: impl FnOnce(C) -> crate::Result<(usize, M)>,
+) -> crate::Result<(M, Vocab)> {
     let bad = |msg: String| deepgen_nn::Error::Invalid {
         op: "text checkpoint",
         msg: format!("{}: {msg}", path.display()),
     };
-    let config: SentenceVaeConfig = serde_json::from_str(
-        meta.get(CONFIG_KEY)
-            .ok_or_else(|| bad("not a sentence VAE (no deepgen.text metadata)".into()))?,
+    let config: C = serde_json::from_str(
+        meta.get(key)
+            .ok_or_else(|| bad(format!("not {what} (no {key} metadata)")))?,
     )
     .map_err(|e| bad(format!("unreadable config: {e}")))?;
     let vocab = Vocab::from_text(
@@ -146,21 +173,42 @@ pub fn from_loaded(
             .ok_or_else(|| bad("no vocabulary".into()))?,
     )
     .map_err(|e| bad(e.to_string()))?;
-    if vocab.len() != config.vocab {
+    let (size, model) = checkpoint::within_file(path, &tensors, || build(config))?;
+    if vocab.len() != size {
         return Err(bad(format!(
-            "a vocabulary of {} for a model of {}",
-            vocab.len(),
-            config.vocab
+            "a vocabulary of {} for a model of {size}",
+            vocab.len()
         )));
     }
-    let model = checkpoint::within_file(path, &tensors, || SentenceVae::new(config, 0))?;
     checkpoint::load_entries(&model, path, tensors, true)?;
     Ok((model, vocab))
 }
 
-/// Whether a checkpoint's metadata is a sentence VAE's.
+/// A shuffling loader over training lines.
+pub(crate) fn loader(
+    lines: &[Vec<usize>],
+    batch_size: usize,
+    seed: u64,
+) -> deepgen_train::Result<DataLoader> {
+    let data: Arc<dyn Dataset> = Arc::new(LineSet {
+        lines: lines.to_vec(),
+    });
+    Ok(DataLoader::new(
+        data,
+        LoaderConfig {
+            batch_size,
+            seed,
+            ..Default::default()
+        },
+    )?)
+}
+
+/// Whether a checkpoint's metadata is a text model's (a sentence VAE, an
+/// ARAE, a language model).
 pub fn is_text_checkpoint(meta: &HashMap<String, String>) -> bool {
-    meta.contains_key(CONFIG_KEY)
+    [CONFIG_KEY, crate::arae::ARAE_KEY, crate::lm::LM_KEY]
+        .iter()
+        .any(|k| meta.contains_key(*k))
 }
 
 struct TextTask<'a> {
@@ -281,7 +329,7 @@ impl Task for TextTask<'_> {
     }
 }
 
-fn nn(e: deepgen_nn::Error) -> deepgen_train::Error {
+pub(crate) fn nn(e: deepgen_nn::Error) -> deepgen_train::Error {
     deepgen_train::Error::Model(Box::new(e))
 }
 
@@ -295,17 +343,7 @@ pub fn train(
     record: &serde_json::Value,
     mut on_epoch: impl FnMut(&EpochRecord),
 ) -> deepgen_train::Result<Vec<EpochRecord>> {
-    let data: Arc<dyn Dataset> = Arc::new(LineSet {
-        lines: set.train.clone(),
-    });
-    let loader = DataLoader::new(
-        data,
-        LoaderConfig {
-            batch_size: config.batch_size,
-            seed: config.seed,
-            ..Default::default()
-        },
-    )?;
+    let loader = loader(&set.train, config.batch_size, config.seed)?;
     let optimizer = config
         .optimizer
         .build_groups(vec![(model.parameters(), config.lr)])?;

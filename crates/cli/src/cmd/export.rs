@@ -74,11 +74,11 @@ pub fn run(a: Args) -> Result<()> {
     let e = match loaded {
         Loaded::Generator(g) => generator(g.as_ref())?,
         Loaded::Vae(model) => vae(&model, a.part)?,
-        Loaded::Text(..) => {
+        Loaded::Text(model, _) => {
             return Err(Error::Usage(format!(
-                "{}: a sentence VAE has no ONNX export yet (its GRU layers have none; \
-                 docs/deploy.md)",
-                a.checkpoint.display()
+                "{}: {} has no ONNX export yet (its GRU layers have none; docs/deploy.md)",
+                a.checkpoint.display(),
+                model.kind()
             )))
         }
         Loaded::Other(tensors) => {

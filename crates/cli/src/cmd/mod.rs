@@ -14,6 +14,7 @@ mod download;
 mod eval_classifier;
 mod eval_gan;
 mod eval_gan2d;
+mod eval_text;
 mod eval_vae;
 mod export;
 mod sample;
@@ -99,6 +100,14 @@ enum Train {
     /// lines of a text file, or the built-in synthetic sentences.
     #[command(name = "text-vae")]
     TextVae(train_text::Args),
+    /// A GAN that writes text (ARAE, Zhao et al.): a GRU autoencoder, and
+    /// an MLP generator and WGAN-GP critic in its code space.
+    #[command(name = "text-gan")]
+    TextGan(train_text::GanArgs),
+    /// A GRU language model of the training lines: the judge of
+    /// generated text (`eval text --judge`).
+    #[command(name = "text-lm")]
+    TextLm(train_text::LmArgs),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -118,6 +127,11 @@ enum Eval {
     Gan2d(eval_gan2d::Args),
     /// Accuracy of a classifier checkpoint on the held-out images.
     Classifier(eval_classifier::Args),
+    /// A text model on the held-out lines: a sentence VAE's negative ELBO
+    /// and IWAE bound per token, KL and active units; an ARAE's
+    /// reconstruction; a language model's perplexity. With --judge, the
+    /// forward perplexity of its samples under a language model.
+    Text(eval_text::Args),
 }
 
 /// Runs the command the arguments name.
@@ -145,10 +159,13 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Train(Train::Gan(a)) => train_gan::run(a),
         Command::Train(Train::Classifier(a)) => train_classifier::run(a),
         Command::Train(Train::TextVae(a)) => train_text::run(a),
+        Command::Train(Train::TextGan(a)) => train_text::run_gan(a),
+        Command::Train(Train::TextLm(a)) => train_text::run_lm(a),
         Command::Eval(Eval::Vae(a)) => eval_vae::run(a),
         Command::Eval(Eval::Gan(a)) => eval_gan::run(a),
         Command::Eval(Eval::Gan2d(a)) => eval_gan2d::run(a),
         Command::Eval(Eval::Classifier(a)) => eval_classifier::run(a),
+        Command::Eval(Eval::Text(a)) => eval_text::run(a),
         Command::Sample(a) => sample::run(a),
         Command::Reconstruct(a) => tools::reconstruct(a),
         Command::Encode(a) => tools::encode(a),

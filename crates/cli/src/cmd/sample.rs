@@ -9,7 +9,7 @@ use deepgen_data::text::Vocab;
 use deepgen_gan::Generator;
 use deepgen_nn::checkpoint::{self, TensorData};
 use deepgen_nn::Module;
-use deepgen_text::SentenceVae;
+use deepgen_text::model::TextModel;
 use deepgen_vae::{generate, Vae};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -43,11 +43,11 @@ pub struct Args {
     /// Seed of the noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// A sentence VAE: the softmax temperature of each token (0: the most
+    /// A text model: the softmax temperature of each token (0: the most
     /// likely token, greedy)
     #[arg(long, default_value_t = 1.0, value_parser = super::args::non_negative)]
     temperature: f64,
-    /// A sentence VAE: the most tokens a sentence may take
+    /// A text model: the most tokens a sentence may take
     #[arg(long, default_value_t = 64, value_parser = super::args::at_least_one)]
     max_len: usize,
 }
@@ -72,7 +72,8 @@ pub fn check_finite(module: &dyn Module<f32>, path: &Path) -> Result<()> {
 pub enum Loaded {
     Generator(Box<dyn Generator>),
     Vae(Vae),
-    Text(Box<SentenceVae>, Vocab),
+    /// A sentence VAE, an ARAE or a language model, and its vocabulary.
+    Text(TextModel, Vocab),
     /// No model description: the file's tensors (a classifier's, say).
     Other(Vec<(String, TensorData)>),
 }
@@ -88,15 +89,16 @@ impl Loaded {
         } else if meta.contains_key(deepgen_vae::CONFIG_KEY) {
             Loaded::Vae(Vae::from_loaded(path, tensors, meta.clone())?)
         } else if deepgen_text::trainer::is_text_checkpoint(&meta) {
-            let (model, vocab) = deepgen_text::trainer::from_loaded(path, tensors, &meta)?;
-            Loaded::Text(Box::new(model), vocab)
+            let (model, vocab) = TextModel::from_loaded(path, tensors, &meta)?
+                .expect("a file with a text model's metadata");
+            Loaded::Text(model, vocab)
         } else {
             return Ok((Loaded::Other(tensors), meta));
         };
         let module: &dyn Module<f32> = match &loaded {
             Loaded::Generator(g) => g.as_module(),
             Loaded::Vae(m) => m,
-            Loaded::Text(m, _) => m.as_ref(),
+            Loaded::Text(m, _) => m.as_module(),
             Loaded::Other(..) => unreachable!("returned above"),
         };
         check_finite(module, path)?;
@@ -183,16 +185,17 @@ pub fn gan_samples(g: &dyn Generator, n: usize, label: Option<usize>, seed: u64)
     }
 }
 
-/// Sentences from a sentence VAE's prior, one per line on stdout.
-fn sample_text(a: &Args, model: &SentenceVae, vocab: &Vocab) -> Result<()> {
+/// Sentences of a text model (a VAE's prior, an ARAE's generator, a
+/// language model), one per line on stdout.
+fn sample_text(a: &Args, model: &TextModel, vocab: &Vocab) -> Result<()> {
     if a.label.is_some() || a.manifold.is_some() {
         return Err(Error::Usage(
             "--label and --manifold are for image models".into(),
         ));
     }
     let n = a.n as usize;
-    for s in super::train_text::sentences(model, vocab, n, a.temperature, a.seed, a.max_len)? {
-        println!("{s}");
+    for s in model.sample(n, a.max_len, a.temperature, a.seed)? {
+        println!("{}", vocab.decode(&s));
     }
     Ok(())
 }

@@ -1,20 +1,46 @@
-//! The VAE's tools: `deepgen reconstruct`, `encode` and `interpolate`.
+//! The VAE's tools: `deepgen reconstruct`, `encode` and `interpolate`
+//! (the last two also for text models' latent spaces).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use deepgen_cli::{Error, Result};
+use deepgen_data::text::{Vocab, UNK};
 use deepgen_data::{DataLoader, LoaderConfig, Scale};
+use deepgen_text::model::TextModel;
 use deepgen_vae::{generate, Vae};
 use serde::Serialize;
 
 use super::args::DataArgs;
-use super::sample::check_finite;
+use super::sample::{check_finite, Loaded};
 
 /// A VAE from its checkpoint, with its data (as recorded unless flags say otherwise).
-fn model_and_data(data: &DataArgs, checkpoint: &std::path::Path) -> Result<(Vae, DataArgs)> {
+fn model_and_data(data: &DataArgs, checkpoint: &Path) -> Result<(Vae, DataArgs)> {
     let model = Vae::from_checkpoint(checkpoint)?;
     check_finite(&model, checkpoint)?;
     Ok((model, data.for_checkpoint(checkpoint)?))
+}
+
+/// What `encode` and `interpolate` take: a VAE of images, or a text
+/// model with a latent space.
+enum Latent {
+    Images(Vae),
+    Text(TextModel, Vocab),
+}
+
+/// The model in `path`, read once.
+fn latent_model(path: &Path) -> Result<Latent> {
+    Ok(match Loaded::read(path)?.0 {
+        Loaded::Text(TextModel::Lm(_), _) => {
+            return Err(Error::Usage(format!(
+                "{}: a language model has no latent space; give a sentence VAE or an ARAE",
+                path.display()
+            )))
+        }
+        Loaded::Text(m, v) => Latent::Text(m, v),
+        Loaded::Vae(m) => Latent::Images(m),
+        // Not a VAE: its loader says why.
+        _ => Latent::Images(Vae::from_checkpoint(path)?),
+    })
 }
 
 /// Held-out images beside their reconstructions (rows of 8 above 8).
@@ -62,16 +88,23 @@ pub struct EncodeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     data: DataArgs,
-    /// A VAE's model.safetensors
+    /// A VAE's model.safetensors (or a text model's: a sentence VAE, an ARAE)
     #[arg(long)]
     checkpoint: PathBuf,
+    /// A text model: a UTF-8 file of sentences to encode, one per line
+    #[arg(long)]
+    lines: Option<PathBuf>,
     /// Folder for latents.safetensors, latents.csv and latents.png
     #[arg(long, default_value = "runs/encode")]
     out: PathBuf,
 }
 
 pub fn encode(a: EncodeArgs) -> Result<()> {
-    let (model, data) = model_and_data(&a.data, &a.checkpoint)?;
+    let model = match latent_model(&a.checkpoint)? {
+        Latent::Text(model, vocab) => return encode_text(&a, &model, &vocab),
+        Latent::Images(model) => model,
+    };
+    let data = a.data.for_checkpoint(&a.checkpoint)?;
     let (train, held) = data.split()?;
     let target = match (&data.train_range, &data.held_out, held) {
         (None, Some(_), Some(h)) => h,
@@ -102,9 +135,15 @@ pub struct InterpolateArgs {
     #[command(flatten)]
     #[serde(flatten)]
     data: DataArgs,
-    /// A VAE's model.safetensors
+    /// A VAE's model.safetensors (or a text model's: a sentence VAE, an ARAE)
     #[arg(long)]
     checkpoint: PathBuf,
+    /// A text model: the first sentence (the line starts from its latent point)
+    #[arg(long, requires = "to_text")]
+    from_text: Option<String>,
+    /// A text model: the last sentence
+    #[arg(long, requires = "from_text")]
+    to_text: Option<String>,
     /// Index (within the held-out images) of the first image
     #[arg(long, default_value_t = 0)]
     from: usize,
@@ -120,7 +159,11 @@ pub struct InterpolateArgs {
 }
 
 pub fn interpolate(a: InterpolateArgs) -> Result<()> {
-    let (model, data) = model_and_data(&a.data, &a.checkpoint)?;
+    let model = match latent_model(&a.checkpoint)? {
+        Latent::Text(model, vocab) => return interpolate_text(&a, &model, &vocab),
+        Latent::Images(model) => model,
+    };
+    let data = a.data.for_checkpoint(&a.checkpoint)?;
     let target = data.evaluation_set()?;
     for i in [a.from, a.to] {
         if i >= target.len() {
@@ -136,5 +179,109 @@ pub fn interpolate(a: InterpolateArgs) -> Result<()> {
     let images = generate::interpolate(&model, &x, &y, steps)?;
     generate::write_images(&a.out, &images, steps)?;
     println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+/// Token ids of a sentence, which must have some and be all known.
+fn sentence_ids(vocab: &Vocab, text: &str, flag: &str) -> Result<Vec<usize>> {
+    let ids = vocab.encode(text);
+    if ids.is_empty() {
+        return Err(Error::Usage(format!("{flag}: the sentence has no tokens")));
+    }
+    let unknown = ids.iter().filter(|&&i| i == UNK).count();
+    if unknown > 0 {
+        eprintln!("{flag}: {unknown} tokens are not in the vocabulary and read as <unk>");
+    }
+    Ok(ids)
+}
+
+/// The homotopy of Bowman et al.: greedy decodings of points on the line
+/// between two sentences' latent points (posterior means; ARAE codes).
+fn interpolate_text(a: &InterpolateArgs, model: &TextModel, vocab: &Vocab) -> Result<()> {
+    let (Some(from), Some(to)) = (&a.from_text, &a.to_text) else {
+        return Err(Error::Usage(
+            "a text model interpolates between --from-text and --to-text".into(),
+        ));
+    };
+    let ends = vec![
+        sentence_ids(vocab, from, "--from-text")?,
+        sentence_ids(vocab, to, "--to-text")?,
+    ];
+    let points = model.encode(&ends)?.expect("a model with a latent space");
+    let (p, d) = (points.to_vec(), points.shape()[1]);
+    let steps = a.steps as usize;
+    let p = &p;
+    let line: Vec<f32> = (0..steps)
+        .flat_map(|i| {
+            let t = i as f32 / (steps - 1) as f32;
+            (0..d).map(move |j| (1.0 - t) * p[j] + t * p[d + j])
+        })
+        .collect();
+    let line = deepgen_autograd::Tensor::from_vec(line, &[steps, d])?;
+    let longest = ends.iter().map(Vec::len).max().unwrap_or(1);
+    let decoded = model
+        .decode(&line, 2 * longest + 8, 0.0, 0)?
+        .expect("a model with a latent space");
+    for s in decoded {
+        println!("{}", vocab.decode(&s));
+    }
+    Ok(())
+}
+
+/// Latent points of the lines of `--lines` (posterior means, or ARAE
+/// codes with zero log-variances), in the order of the file.
+fn encode_text(a: &EncodeArgs, model: &TextModel, vocab: &Vocab) -> Result<()> {
+    let Some(path) = &a.lines else {
+        return Err(Error::Usage(
+            "a text model encodes the sentences of --lines FILE".into(),
+        ));
+    };
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let l = deepgen_data::text::lines(path, &bytes, vocab.level, usize::MAX)?;
+    if l.lines.is_empty() {
+        return Err(Error::Usage(format!("{}: no sentences", path.display())));
+    }
+    let ids: Vec<Vec<usize>> = l.lines.iter().map(|s| vocab.encode(s)).collect();
+    let mut points = Vec::new();
+    for chunk in ids.chunks(256) {
+        points.extend(
+            model
+                .encode(chunk)?
+                .expect("a model with a latent space")
+                .to_vec(),
+        );
+    }
+    let d = points.len() / ids.len();
+    let mu = deepgen_autograd::Tensor::from_vec(points, &[ids.len(), d])?;
+    let logvar = match model {
+        TextModel::Vae(m) => {
+            let mut lv = Vec::new();
+            for chunk in ids.chunks(256) {
+                let refs: Vec<&[usize]> = chunk.iter().map(Vec::as_slice).collect();
+                let b = deepgen_data::text::batch(&refs);
+                let (_, logvar) = deepgen_autograd::no_grad(|| m.encode(&b))?;
+                lv.extend(logvar.value().to_vec());
+            }
+            deepgen_autograd::Tensor::from_vec(lv, &[ids.len(), d])?
+        }
+        _ => deepgen_autograd::Tensor::zeros(&[ids.len(), d]),
+    };
+    generate::write_latents(&a.out, &mu, &logvar, &vec![0; ids.len()])?;
+    println!(
+        "encoded {} sentences of {} into {} (rows in the file's order, {} empty lines skipped); \
+         latents.png shows {}",
+        ids.len(),
+        path.display(),
+        a.out.display(),
+        l.empty,
+        if d == 2 {
+            "the 2-D latent"
+        } else {
+            "the first two principal components"
+        }
+    );
     Ok(())
 }

@@ -1,26 +1,29 @@
-//! `deepgen train text-vae`: the sentence VAE (deepgen-text) on a text
-//! file, one example per line, or on the built-in synthetic sentences.
+//! `deepgen train text-vae | text-gan | text-lm`: the sentence VAE, the
+//! ARAE and the judging language model (deepgen-text) on a text file, one
+//! example per line, or on the built-in synthetic sentences.
 
 use std::path::PathBuf;
 
-use deepgen_autograd::{no_grad, Tensor, Var};
 use deepgen_cli::{Error, Result};
 use deepgen_data::text::{self, Level, TextSet};
 use deepgen_nn::Module;
+use deepgen_text::arae::{self, Arae, AraeConfig, AraeTrainConfig};
+use deepgen_text::lm::{self, LanguageModel, LmConfig, LmTrainConfig};
+use deepgen_text::model::TextModel;
 use deepgen_text::trainer::{self, TrainConfig};
 use deepgen_text::{SentenceVae, SentenceVaeConfig};
 use deepgen_train::OptimizerConfig;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::args::{
     at_least_one, count, non_negative, positive, record, OptimArgs, RunArgs, StepArgs,
 };
 
+/// Where the lines come from, and how they are cut and split: the same
+/// flags must be given to `eval text` as to training.
 #[derive(clap::Args, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct Args {
+pub struct TextDataArgs {
     /// A UTF-8 text file, one example per line [default: the built-in
     /// synthetic sentences]
     #[arg(long)]
@@ -31,37 +34,57 @@ pub struct Args {
     level: Option<LevelArg>,
     /// Lines of more tokens are skipped (and counted)
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
-    max_len: usize,
+    pub max_len: usize,
     /// The first part of the lines trains, the rest is held out
     #[arg(long, default_value_t = 0.9, value_parser = fraction)]
     train_fraction: f64,
-    /// How many built-in sentences
+    /// How many built-in sentences (drawn with --seed)
     #[arg(long, default_value_t = 5000, value_parser = at_least_one)]
     sentences: usize,
+}
+
+/// The flags every text model's training takes.
+#[derive(clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TrainArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    data: TextDataArgs,
     #[command(flatten)]
     #[serde(flatten)]
     run: RunArgs,
     #[command(flatten)]
     #[serde(flatten)]
     step: StepArgs,
-    #[command(flatten)]
-    #[serde(flatten)]
-    optim: OptimArgs,
     /// Epochs to train (on --resume: the total, counting those done)
     #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     epochs: usize,
     /// Sentences per batch
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     batch_size: usize,
-    /// The learning rate
+    /// The learning rate (an ARAE's autoencoder's)
     #[arg(long, default_value_t = 1e-3, value_parser = positive)]
     lr: f64,
     /// Token embedding size
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     embed: usize,
-    /// GRU hidden units (encoder and decoder)
+    /// GRU hidden units
     #[arg(long, default_value_t = 256, value_parser = at_least_one)]
     hidden: usize,
+    /// Seed of the weights, the shuffling, the noise and the built-in sentences
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Args {
+    #[command(flatten)]
+    #[serde(flatten)]
+    train: TrainArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    optim: OptimArgs,
     /// Latent dimensions
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     latent: usize,
@@ -77,11 +100,66 @@ pub struct Args {
     /// Nats per latent dimension below which KL is not penalised (0: none)
     #[arg(long, default_value_t = 0.1, value_parser = non_negative)]
     free_bits: f64,
-    /// Seed of the weights, the shuffling, the noise and the built-in sentences
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// The run directory
     #[arg(long, default_value = "runs/text-vae")]
+    out: PathBuf,
+}
+
+/// `train text-gan`: an ARAE.
+#[derive(clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GanArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    train: TrainArgs,
+    /// The generator's and critic's learning rate (Adam, betas 0.5, 0.9)
+    #[arg(long, default_value_t = 1e-4, value_parser = positive)]
+    lr_gan: f64,
+    /// Dimensions of the code space (the unit sphere)
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    code: usize,
+    /// Dimensions of the generator's noise
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
+    noise: usize,
+    /// Hidden width of the generator's and the critic's two layers
+    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
+    gan_hidden: usize,
+    /// Critic steps per generator step
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
+    n_critic: usize,
+    /// Weight of the critic's gradient penalty
+    #[arg(long, default_value_t = 10.0, value_parser = non_negative)]
+    gp_lambda: f64,
+    /// Weight of the critic's gradient into the encoder
+    #[arg(long, default_value_t = 0.01, value_parser = non_negative)]
+    lambda_enc: f64,
+    /// Gaussian noise on the codes while the autoencoder trains (annealed
+    /// by 0.995 every 100 steps)
+    #[arg(long, default_value_t = 0.1, value_parser = non_negative)]
+    noise_std: f64,
+    /// Probability that a decoder input token becomes the unknown token
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    word_dropout: f64,
+    /// A one-directional encoder (default: bidirectional)
+    #[arg(long)]
+    unidirectional: bool,
+    /// The run directory
+    #[arg(long, default_value = "runs/text-gan")]
+    out: PathBuf,
+}
+
+/// `train text-lm`: the language model that judges generated text.
+#[derive(clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LmArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    train: TrainArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    optim: OptimArgs,
+    /// The run directory
+    #[arg(long, default_value = "runs/text-lm")]
     out: PathBuf,
 }
 
@@ -101,7 +179,7 @@ fn fraction(s: &str) -> std::result::Result<f64, String> {
 }
 
 /// The lines and their level, from the file or the built-in grammar.
-fn lines(a: &Args) -> Result<(Vec<String>, Level)> {
+fn lines(a: &TextDataArgs, seed: u64) -> Result<(Vec<String>, Level)> {
     let level = |default| match a.level {
         Some(LevelArg::Char) => Level::Char,
         Some(LevelArg::Word) => Level::Word,
@@ -109,7 +187,7 @@ fn lines(a: &Args) -> Result<(Vec<String>, Level)> {
     };
     let Some(path) = &a.text else {
         return Ok((
-            text::synthetic_sentences(a.sentences, a.seed),
+            text::synthetic_sentences(a.sentences, seed),
             level(Level::Word),
         ));
     };
@@ -131,45 +209,62 @@ fn lines(a: &Args) -> Result<(Vec<String>, Level)> {
     Ok((l.lines, level))
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let (lines, level) = lines(&a)?;
-    if lines.len() < 2 {
-        return Err(Error::Usage(
-            "a text of at least 2 lines is needed (training and held out)".into(),
-        ));
+impl TextDataArgs {
+    /// The training and held-out lines (the built-in sentences drawn with
+    /// `seed`), and what they are, for messages.
+    pub fn set(&self, seed: u64) -> Result<(TextSet, String)> {
+        let (lines, level) = lines(self, seed)?;
+        if lines.len() < 2 {
+            return Err(Error::Usage(
+                "a text of at least 2 lines is needed (training and held out)".into(),
+            ));
+        }
+        let set = TextSet::split_fraction(&lines, level, self.train_fraction)?;
+        let what = format!(
+            "{} lines ({} held out) of {}, {} tokens of {}",
+            set.train.len(),
+            set.held_out.len(),
+            self.text
+                .as_ref()
+                .map_or("the built-in sentences".to_string(), |p| p
+                    .display()
+                    .to_string()),
+            set.vocab.len(),
+            match level {
+                Level::Char => "characters",
+                Level::Word => "words",
+            },
+        );
+        Ok((set, what))
     }
-    let set = TextSet::split_fraction(&lines, level, a.train_fraction)?;
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let t = &a.train;
+    let (set, what) = t.data.set(t.seed)?;
     let config = SentenceVaeConfig {
         vocab: set.vocab.len(),
-        embed: a.embed,
-        hidden: a.hidden,
+        embed: t.embed,
+        hidden: t.hidden,
         latent: a.latent,
         bidirectional: !a.unidirectional,
     };
-    let model = super::args::for_training(|| SentenceVae::new(config, a.seed))?;
+    let model = super::args::for_training(|| SentenceVae::new(config, t.seed))?;
     let tc = TrainConfig {
-        run: a.run.config(&a.out, a.epochs, TrainConfig::default().run),
-        step: a.step.config(),
+        run: t.run.config(&a.out, t.epochs, TrainConfig::default().run),
+        step: t.step.config(),
         optimizer: a.optim.config(OptimizerConfig::default().betas),
-        batch_size: a.batch_size,
-        lr: a.lr,
+        batch_size: t.batch_size,
+        lr: t.lr,
         word_dropout: a.word_dropout,
         kl_anneal_steps: a.kl_anneal_steps,
         free_bits: a.free_bits,
-        seed: a.seed,
+        seed: t.seed,
     };
     println!(
-        "training a sentence VAE ({} parameters) on {} lines ({} held out) of {}, {} tokens of {}, {}",
+        "training a sentence VAE ({} parameters) on {what}, {}",
         model.num_parameters(),
-        set.train.len(),
-        set.held_out.len(),
-        a.text.as_ref().map_or("the built-in sentences".to_string(), |p| p.display().to_string()),
-        set.vocab.len(),
-        match level {
-            Level::Char => "characters",
-            Level::Word => "words",
-        },
-        count(a.epochs, "epoch")
+        count(t.epochs, "epoch")
     );
     let record = record(
         "train text-vae",
@@ -193,26 +288,119 @@ pub fn run(a: Args) -> Result<()> {
             r.seconds
         );
     })?;
-    model.eval();
-    println!("samples (greedy, from the prior):");
-    for s in sentences(&model, &set.vocab, 5, 0.0, a.seed, a.max_len)? {
-        println!("  {s}");
-    }
+    print_samples(&TextModel::Vae(Box::new(model)), &set.vocab, t)?;
     println!("wrote {}", a.out.display());
     Ok(())
 }
 
-/// `n` sentences from the prior: greedy (`temperature` 0) or sampled.
-pub fn sentences(
-    model: &SentenceVae,
-    vocab: &text::Vocab,
-    n: usize,
-    temperature: f64,
-    seed: u64,
-    max_len: usize,
-) -> Result<Vec<String>> {
-    let rng = &mut ChaCha8Rng::seed_from_u64(seed);
-    let z = Var::constant(Tensor::randn(&[n, model.config.latent], 0.0, 1.0, rng));
-    let ids = no_grad(|| model.generate(&z, max_len, temperature, rng))?;
-    Ok(ids.iter().map(|s| vocab.decode(s)).collect())
+/// Five greedy samples after training.
+fn print_samples(model: &TextModel, vocab: &text::Vocab, t: &TrainArgs) -> Result<()> {
+    model.as_module().eval();
+    println!("samples (greedy):");
+    for s in model.sample(5, t.data.max_len, 0.0, t.seed)? {
+        println!("  {}", vocab.decode(&s));
+    }
+    Ok(())
+}
+
+pub fn run_gan(a: GanArgs) -> Result<()> {
+    let t = &a.train;
+    let (set, what) = t.data.set(t.seed)?;
+    let config = AraeConfig {
+        vocab: set.vocab.len(),
+        embed: t.embed,
+        hidden: t.hidden,
+        code: a.code,
+        bidirectional: !a.unidirectional,
+        noise: a.noise,
+        g_hidden: vec![a.gan_hidden; 2],
+        d_hidden: vec![a.gan_hidden; 2],
+    };
+    let model = super::args::for_training(|| Arae::new(config, t.seed))?;
+    let defaults = AraeTrainConfig::default();
+    let tc = AraeTrainConfig {
+        run: t.run.config(&a.out, t.epochs, defaults.run.clone()),
+        step: t.step.config(),
+        batch_size: t.batch_size,
+        lr_ae: t.lr,
+        lr_gan: a.lr_gan,
+        n_critic: a.n_critic,
+        gp_lambda: a.gp_lambda,
+        lambda_enc: a.lambda_enc,
+        noise_std: a.noise_std,
+        word_dropout: a.word_dropout,
+        seed: t.seed,
+        ..defaults
+    };
+    println!(
+        "training an ARAE ({} parameters) on {what}, {}",
+        model.num_parameters(),
+        count(t.epochs, "epoch")
+    );
+    let record = record(
+        "train text-gan",
+        &a,
+        serde_json::json!({ "model": model.config }),
+    );
+    arae::train(&model, &set, &tc, &record, |r| {
+        let v = |k: &str| r.get(k).unwrap_or(f64::NAN);
+        println!(
+            "epoch {}: reconstruction {:.2} nats/sentence, critic {:.3}, generator {:.3}; held-out {:.3} nats/token, \
+             {:.1}% tokens right, critic gap {:.3}; {:.1} s",
+            r.epoch + 1,
+            v("train_reconstruction"),
+            v("d_loss"),
+            v("g_loss"),
+            v("held_out_nats_per_token"),
+            100.0 * v("held_out_token_accuracy"),
+            v("critic_gap"),
+            r.seconds
+        );
+    })?;
+    print_samples(&TextModel::Arae(Box::new(model)), &set.vocab, t)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+pub fn run_lm(a: LmArgs) -> Result<()> {
+    let t = &a.train;
+    let (set, what) = t.data.set(t.seed)?;
+    let config = LmConfig {
+        vocab: set.vocab.len(),
+        embed: t.embed,
+        hidden: t.hidden,
+    };
+    let model = super::args::for_training(|| LanguageModel::new(config, t.seed))?;
+    let tc = LmTrainConfig {
+        run: t.run.config(&a.out, t.epochs, LmTrainConfig::default().run),
+        step: t.step.config(),
+        optimizer: a.optim.config(OptimizerConfig::default().betas),
+        batch_size: t.batch_size,
+        lr: t.lr,
+        seed: t.seed,
+    };
+    println!(
+        "training a language model ({} parameters) on {what}, {}",
+        model.num_parameters(),
+        count(t.epochs, "epoch")
+    );
+    let record = record(
+        "train text-lm",
+        &a,
+        serde_json::json!({ "model": model.config }),
+    );
+    lm::train(&model, &set, &tc, &record, |r| {
+        let v = |k: &str| r.get(k).unwrap_or(f64::NAN);
+        println!(
+            "epoch {}: train {:.3} nats/token; held-out {:.3} nats/token, perplexity {:.2}; {:.1} s",
+            r.epoch + 1,
+            v("train_nats_per_token"),
+            v("held_out_nats_per_token"),
+            v("held_out_perplexity"),
+            r.seconds
+        );
+    })?;
+    print_samples(&TextModel::Lm(Box::new(model)), &set.vocab, t)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
 }
