@@ -101,7 +101,7 @@ fn apply_f32_at<K: F32Fn>(level: u8, x: &[f32], out: &mut [f32]) {
 
 /// 0: portable, 1: AVX2 + FMA, 2: AVX-512F as well. `DEEPGEN_SIMD=avx2` or
 /// `=portable` caps it (for comparing the paths).
-fn simd_level() -> u8 {
+pub(crate) fn simd_level() -> u8 {
     use std::sync::OnceLock;
     static LEVEL: OnceLock<u8> = OnceLock::new();
     *LEVEL.get_or_init(|| {

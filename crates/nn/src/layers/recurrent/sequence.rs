@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use deepgen_autograd::{grad_with, is_grad_enabled, Ctx, Grads, Result as AgResult};
 use deepgen_kernels::rnn::{self, GRU_SAVED, LSTM_SAVED};
-use deepgen_kernels::{gemm_par, MatRef};
+use deepgen_kernels::{gemm_par, MatRef, PackedB};
+use deepgen_tensor::Buffer;
 
 use super::Cell;
 use crate::{Element, Result, Tensor, Var};
@@ -75,8 +76,8 @@ impl Spec {
     pub fn run<T: Element>(&self, x: Inputs<T>) -> Result<Var<T>> {
         let gx = x.gx.value().contiguous();
         let (t, b) = (gx.shape()[0], gx.shape()[1]);
-        let saved = Forward::run(self, &x, gx.as_slice().expect("contiguous"), t, b);
-        let out = Tensor::from_vec(saved.out.clone(), &[t, b, self.width()])?;
+        let (out, saved) = Forward::run(self, &x, gx.as_slice().expect("contiguous"), t, b);
+        let out = Tensor::from_buffer(out, &[t, b, self.width()])?;
         let spec = self.clone();
         let saved = Arc::new(saved);
         let inputs = vec![x.gx, x.w_hh, x.b_hh, x.h0, x.c0];
@@ -170,15 +171,17 @@ impl Spec {
         let w = c.inputs[1].value().contiguous();
         let w = w.as_slice().expect("contiguous");
         let zero = T::zero();
-        let mut dgx = vec![zero; t * b * g];
+        let mut dgx = Buffer::filled(t * b * g, zero);
         // A GRU's state and input gate adjoints differ (r scales n's); an
         // LSTM's are the same, so it keeps one buffer.
         let mut dgh = match self.cell {
-            Cell::Gru => vec![zero; t * b * g],
-            Cell::Lstm => Vec::new(),
+            Cell::Gru => Buffer::filled(t * b * g, zero),
+            Cell::Lstm => Buffer::filled(0, zero),
         };
         let (mut dh, mut dc) = (vec![zero; b * hid], vec![zero; b * hid]);
         let (mut dh_prev, mut dc_prev) = (vec![zero; b * hid], vec![zero; b * hid]);
+        // W_hh [gates x hidden, hidden], packed once for every step's product.
+        let w_packed = PackedB::new(MatRef::row_major(w, 0, hid), g, hid);
         let steps: Vec<usize> = self.order(t).collect();
         for &step in steps.iter().rev() {
             let active = self.active(step, b);
@@ -226,30 +229,28 @@ impl Spec {
                 Cell::Lstm => &dgx[step * b * g..][..b * g],
             };
             if active.iter().any(|&a| a) {
-                let one = T::one();
-                let (a, wm) = (MatRef::row_major(gh, 0, g), MatRef::row_major(w, 0, hid));
-                gemm_par(b, g, hid, one, a, wm, one, &mut dh_prev, hid);
+                w_packed.gemm_acc(b, gh, g, &mut dh_prev, hid);
             }
             std::mem::swap(&mut dh, &mut dh_prev);
         }
-        let dgh = match self.cell {
+        let dgh: &[T] = match self.cell {
             Cell::Gru => &dgh,
             Cell::Lstm => &dgx,
         };
-        let tensor = |v: Vec<T>, shape: &[usize]| -> AgResult<Option<Var<T>>> {
-            Ok(Some(Var::constant(Tensor::from_vec(v, shape)?)))
+        let tensor = |v: Buffer<T>, shape: &[usize]| -> AgResult<Option<Var<T>>> {
+            Ok(Some(Var::constant(Tensor::from_buffer(v, shape)?)))
         };
         let mut grads: Grads<T> = vec![None; 5];
         if c.needs(1) {
             // d W_hh = sum over steps of d gates_h^T h_prev: one product.
-            let mut dw = vec![zero; g * hid];
+            let mut dw = Buffer::for_overwrite(g * hid);
             let a = MatRef::row_major(dgh, 0, g).t();
             let hp = MatRef::row_major(&fw.h_prev, 0, hid);
             gemm_par(g, t * b, hid, T::one(), a, hp, zero, &mut dw, hid);
             grads[1] = tensor(dw, &[g, hid])?;
         }
         if c.needs(2) {
-            let mut db = vec![zero; g];
+            let mut db = Buffer::filled(g, zero);
             for r in dgh.chunks_exact(g) {
                 for (d, &v) in db.iter_mut().zip(r) {
                     *d = *d + v;
@@ -261,31 +262,31 @@ impl Spec {
             grads[0] = tensor(dgx, &[t, b, g])?;
         }
         if c.needs(3) {
-            grads[3] = tensor(dh, &[b, hid])?;
+            grads[3] = tensor(Buffer::from_vec(dh), &[b, hid])?;
         }
         if c.needs(4) && self.cell == Cell::Lstm {
-            grads[4] = tensor(dc, &[b, hid])?;
+            grads[4] = tensor(Buffer::from_vec(dc), &[b, hid])?;
         }
         Ok(grads)
     }
 }
 
-/// What the forward keeps for the backward.
-struct Forward<T> {
+/// What the forward keeps for the backward (pooled buffers: a sequence's
+/// are megabytes, which fresh allocations would page in anew each step).
+struct Forward<T: Element> {
     t: usize,
     b: usize,
-    /// [time, batch, width]
-    out: Vec<T>,
     /// Per step, the state before it: [time, batch, hidden].
-    h_prev: Vec<T>,
-    c_prev: Vec<T>,
+    h_prev: Buffer<T>,
+    c_prev: Buffer<T>,
     saved_width: usize,
     /// Per step the cell's saved activations.
-    saved: Vec<T>,
+    saved: Buffer<T>,
 }
 
 impl<T: Element> Forward<T> {
-    fn run(spec: &Spec, x: &Inputs<T>, gx: &[T], t: usize, b: usize) -> Self {
+    /// The outputs [time, batch, width] and what the backward needs.
+    fn run(spec: &Spec, x: &Inputs<T>, gx: &[T], t: usize, b: usize) -> (Buffer<T>, Self) {
         let hid = spec.hidden;
         let (g, width) = (spec.cell.gates() * hid, spec.width());
         let lstm = spec.cell == Cell::Lstm;
@@ -293,23 +294,24 @@ impl<T: Element> Forward<T> {
         let w = x.w_hh.value().contiguous();
         let bias = x.b_hh.value().to_vec();
         let zero = T::zero();
+        let mut out = Buffer::filled(t * b * width, zero);
         let mut fw = Forward {
             t,
             b,
-            out: vec![zero; t * b * width],
-            h_prev: vec![zero; t * b * hid],
-            c_prev: if lstm {
-                vec![zero; t * b * hid]
-            } else {
-                Vec::new()
-            },
+            h_prev: Buffer::for_overwrite(t * b * hid),
+            c_prev: Buffer::for_overwrite(if lstm { t * b * hid } else { 0 }),
             saved_width,
-            saved: vec![zero; t * b * saved_width],
+            saved: Buffer::for_overwrite(t * b * saved_width),
         };
         let (mut h, mut c) = (x.h0.value().to_vec(), x.c0.value().to_vec());
         let (mut h_new, mut c_new) = (vec![zero; b * hid], vec![zero; b * hid]);
         let mut gh = vec![zero; b * g];
-        let wt = MatRef::row_major(w.as_slice().expect("contiguous"), 0, hid).t();
+        // W_hh^T [hidden, gates x hidden], packed once for every step.
+        let wt = PackedB::new(
+            MatRef::row_major(w.as_slice().expect("contiguous"), 0, hid).t(),
+            hid,
+            g,
+        );
         for step in spec.order(t) {
             let active = spec.active(step, b);
             fw.h_prev[step * b * hid..][..b * hid].copy_from_slice(&h);
@@ -322,8 +324,7 @@ impl<T: Element> Forward<T> {
             for r in gh.chunks_exact_mut(g) {
                 r.copy_from_slice(&bias);
             }
-            let hm = MatRef::row_major(&h, 0, hid);
-            gemm_par(b, hid, g, T::one(), hm, wt, T::one(), &mut gh, g);
+            wt.gemm_acc(b, &h, hid, &mut gh, g);
             let gxs = &gx[step * b * g..][..b * g];
             let saved = &mut fw.saved[step * b * saved_width..][..b * saved_width];
             match spec.cell {
@@ -332,7 +333,7 @@ impl<T: Element> Forward<T> {
                     gxs, &gh, &h, &c, hid, &active, &mut h_new, &mut c_new, saved,
                 ),
             }
-            let out = &mut fw.out[step * b * width..][..b * width];
+            let out = &mut out[step * b * width..][..b * width];
             for (r, &on) in active.iter().enumerate() {
                 if on {
                     let o = &mut out[r * width..][..width];
@@ -345,7 +346,7 @@ impl<T: Element> Forward<T> {
             std::mem::swap(&mut h, &mut h_new);
             std::mem::swap(&mut c, &mut c_new);
         }
-        fw
+        (out, fw)
     }
 }
 

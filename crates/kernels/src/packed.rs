@@ -1,0 +1,210 @@
+//! Products with one operand packed once and used many times: a recurrent
+//! layer multiplies its state by the same weight at every step, and a
+//! general gemm (matrixmultiply) would pack that weight anew each time.
+//!
+//! [`PackedB`] holds B [k, n] in column panels of [`NR`] (k rows of NR
+//! contiguous floats, the last panel zero-padded); [`PackedB::gemm_acc`]
+//! adds A B to C with an AVX2 + FMA micro-kernel of MR x NR accumulators
+//! (four rows by two 8-float vectors). f64, and CPUs without AVX2 + FMA
+//! (or `DEEPGEN_SIMD=portable`), keep B row-major and call [`gemm_par`].
+
+use crate::gemm::{gemm_par, MatRef};
+use crate::Element;
+
+/// Columns per panel: two AVX2 vectors of f32.
+const NR: usize = 16;
+/// Rows of A per micro-kernel call.
+const MR: usize = 4;
+/// Products with fewer multiply-adds than this stay on one thread.
+const PAR_WORK: usize = 1 << 21;
+
+/// B [k, n], packed for repeated products A B.
+pub struct PackedB<T: Element> {
+    k: usize,
+    n: usize,
+    /// Panels (f32 with the micro-kernel) or B row-major (otherwise).
+    data: Vec<T>,
+    panels: bool,
+}
+
+impl<T: Element> PackedB<T> {
+    /// Packs `b` (any strides) as a [k, n] operand.
+    pub fn new(b: MatRef<T>, k: usize, n: usize) -> Self {
+        let at = |i: usize, j: usize| b.data[b.offset + i * b.rs + j * b.cs];
+        let panels = T::DTYPE == deepgen_tensor::DType::F32 && crate::math::simd_level() >= 1;
+        let data = if panels {
+            let mut d = vec![T::zero(); n.div_ceil(NR) * NR * k];
+            for (p, panel) in d.chunks_exact_mut(NR * k).enumerate() {
+                for i in 0..k {
+                    for c in 0..NR.min(n - p * NR) {
+                        panel[i * NR + c] = at(i, p * NR + c);
+                    }
+                }
+            }
+            d
+        } else {
+            (0..k).flat_map(|i| (0..n).map(move |j| at(i, j))).collect()
+        };
+        PackedB { k, n, data, panels }
+    }
+
+    /// C [m, n] (row stride `ldc`) += A [m, k] (row-major, row stride
+    /// `lda`) B, split over rayon's threads by panels when large.
+    pub fn gemm_acc(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize) {
+        let (k, n) = (self.k, self.n);
+        if m == 0 || n == 0 {
+            return;
+        }
+        assert!(lda >= k && (m - 1) * lda + k <= a.len(), "A too small");
+        assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "C too small");
+        if !self.panels {
+            let (am, bm) = (
+                MatRef {
+                    data: a,
+                    offset: 0,
+                    rs: lda,
+                    cs: 1,
+                },
+                MatRef::row_major(&self.data, 0, n),
+            );
+            return gemm_par(m, k, n, T::one(), am, bm, T::one(), c, ldc);
+        }
+        let panels = n.div_ceil(NR);
+        let threads = if m * k * n >= PAR_WORK {
+            crate::par::threads().min(panels)
+        } else {
+            1
+        };
+        let per = panels.div_ceil(threads.max(1));
+        let mut starts: Vec<usize> = (0..panels).step_by(per).collect();
+        // As an address, so the closure may cross to the pool's threads.
+        let out = c.as_mut_ptr() as usize;
+        crate::par::for_each_chunk(&mut starts, 1, |_, s| {
+            let (p0, p1) = (s[0], (s[0] + per).min(panels));
+            for p in p0..p1 {
+                // SAFETY: the assertions keep rows < m and columns < n of
+                // C inside `c`, borrowed exclusively by this call; panels
+                // own disjoint column ranges, so no element has two
+                // writers. T is f32 here (`panels`).
+                unsafe { self.panel(p, m, a.as_ptr().cast(), lda, (out as *mut f32).cast(), ldc) }
+            }
+        });
+    }
+
+    /// Columns `p * NR..` of C += A times panel `p`.
+    ///
+    /// # Safety
+    /// `a` holds m rows of k floats at stride `lda`; `c` m rows at stride
+    /// `ldc` whose columns of this panel no one else writes; AVX2 and FMA
+    /// are available.
+    unsafe fn panel(&self, p: usize, m: usize, a: *const f32, lda: usize, c: *mut f32, ldc: usize) {
+        let k = self.k;
+        let panel: *const f32 = self.data.as_ptr().cast::<f32>().add(p * NR * k);
+        let cols = NR.min(self.n - p * NR);
+        let mut r = 0;
+        while r < m {
+            let rows = MR.min(m - r);
+            let mut acc = [[0f32; NR]; MR];
+            #[cfg(target_arch = "x86_64")]
+            kernel_avx2(k, a.add(r * lda), lda, rows, panel, &mut acc);
+            for (i, row) in acc.iter().enumerate().take(rows) {
+                let dst = c.add((r + i) * ldc + p * NR);
+                for (j, v) in row.iter().enumerate().take(cols) {
+                    *dst.add(j) += v;
+                }
+            }
+            r += MR;
+        }
+    }
+}
+
+/// acc[i][..] = sum over kk of A[i, kk] panel[kk][..], for i < rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_avx2(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    rows: usize,
+    panel: *const f32,
+    acc: &mut [[f32; NR]; MR],
+) {
+    use std::arch::x86_64::*;
+    let mut c = [[_mm256_setzero_ps(); 2]; MR];
+    // Rows past `rows` read row 0 again (valid memory) and are dropped.
+    let row = |i: usize| a.add(if i < rows { i } else { 0 } * lda);
+    let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+    for kk in 0..k {
+        let b0 = _mm256_loadu_ps(panel.add(kk * NR));
+        let b1 = _mm256_loadu_ps(panel.add(kk * NR + 8));
+        for (i, r) in [r0, r1, r2, r3].into_iter().enumerate() {
+            let av = _mm256_set1_ps(*r.add(kk));
+            c[i][0] = _mm256_fmadd_ps(av, b0, c[i][0]);
+            c[i][1] = _mm256_fmadd_ps(av, b1, c[i][1]);
+        }
+    }
+    for i in 0..MR {
+        _mm256_storeu_ps(acc[i].as_mut_ptr(), c[i][0]);
+        _mm256_storeu_ps(acc[i].as_mut_ptr().add(8), c[i][1]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against a plain triple loop, for shapes with and without partial
+    /// panels and row blocks, strided B (a transpose), f32 and f64.
+    #[test]
+    fn packed_products_match_the_definition() {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (4, 16, 16),
+            (5, 7, 33),
+            (32, 64, 48),
+            (3, 300, 17),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let bt: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
+            // B = bt^T: [k, n] with strides (1, k).
+            let b = MatRef {
+                data: &bt,
+                offset: 0,
+                rs: 1,
+                cs: k,
+            };
+            let mut c: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.01).collect();
+            let mut want = c.clone();
+            for i in 0..m {
+                for j in 0..n {
+                    want[i * n + j] += (0..k).map(|kk| a[i * k + kk] * bt[j * k + kk]).sum::<f32>();
+                }
+            }
+            PackedB::new(b, k, n).gemm_acc(m, &a, k, &mut c, n);
+            for (x, y) in c.iter().zip(&want) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{m}x{k}x{n}: {x} vs {y}"
+                );
+            }
+            let a64: Vec<f64> = a.iter().map(|&v| v.into()).collect();
+            let b64: Vec<f64> = bt.iter().map(|&v| v.into()).collect();
+            let mut c64 = vec![0.0; m * n];
+            let b = MatRef {
+                data: &b64,
+                offset: 0,
+                rs: 1,
+                cs: k,
+            };
+            PackedB::new(b, k, n).gemm_acc(m, &a64, k, &mut c64, n);
+            let c0: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.01).collect();
+            for ((x, y), z) in c64.iter().zip(&want).zip(&c0) {
+                assert!((x - f64::from(y - z)).abs() <= 1e-4 * (1.0 + y.abs() as f64));
+            }
+        }
+    }
+}
