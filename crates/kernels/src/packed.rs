@@ -10,6 +10,7 @@
 
 use crate::gemm::{gemm_par, MatRef};
 use crate::Element;
+use deepgen_tensor::Buffer;
 
 /// Columns per panel: two AVX2 vectors of f32.
 const NR: usize = 16;
@@ -22,8 +23,10 @@ const PAR_WORK: usize = 1 << 21;
 pub struct PackedB<T: Element> {
     k: usize,
     n: usize,
-    /// Panels (f32 with the micro-kernel) or B row-major (otherwise).
-    data: Vec<T>,
+    /// Panels (f32 with the micro-kernel) or B row-major (otherwise), in
+    /// a pooled buffer: a weight's copy is large enough that a fresh
+    /// allocation per sequence would page in anew.
+    data: Buffer<T>,
     panels: bool,
 }
 
@@ -33,7 +36,7 @@ impl<T: Element> PackedB<T> {
         let at = |i: usize, j: usize| b.data[b.offset + i * b.rs + j * b.cs];
         let panels = T::DTYPE == deepgen_tensor::DType::F32 && crate::math::simd_level() >= 1;
         let data = if panels {
-            let mut d = vec![T::zero(); n.div_ceil(NR) * NR * k];
+            let mut d = Buffer::filled(n.div_ceil(NR) * NR * k, T::zero());
             for (p, panel) in d.chunks_exact_mut(NR * k).enumerate() {
                 for i in 0..k {
                     for c in 0..NR.min(n - p * NR) {
@@ -43,7 +46,13 @@ impl<T: Element> PackedB<T> {
             }
             d
         } else {
-            (0..k).flat_map(|i| (0..n).map(move |j| at(i, j))).collect()
+            let mut d = Buffer::for_overwrite(k * n);
+            for (i, row) in d.chunks_exact_mut(n.max(1)).enumerate().take(k) {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = at(i, j);
+                }
+            }
+            d
         };
         PackedB { k, n, data, panels }
     }
