@@ -26,13 +26,13 @@ use deepgen_gan::{Activation, GanLoss, MlpDiscriminator, MlpGanConfig, MlpGenera
 use deepgen_nn::loss::{cross_entropy_ignore, Reduction};
 use deepgen_nn::{checkpoint, Embedding, Forward, Gru, Linear, Module, RnnConfig};
 use deepgen_train::{
-    At, Chart, Checkpoint, EpochRecord, OnEpoch, OptimizerConfig, Restored, RunConfig, StepConfig,
+    At, Chart, Checkpoint, EpochRecord, OptimizerConfig, Restored, RunConfig, StepConfig,
     StepValues, Task, Updater,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::trainer::{load_model, loader, metadata_of, nn};
+use crate::trainer::{fit, load_model, loader, metadata_of, nn};
 use crate::{encode_states, word_dropout, Decoding, Result};
 
 /// Metadata key of an ARAE's config.
@@ -508,7 +508,7 @@ pub fn train(
     set: &TextSet,
     config: &AraeTrainConfig,
     record: &serde_json::Value,
-    mut on_epoch: impl FnMut(&EpochRecord),
+    on_epoch: impl FnMut(&EpochRecord),
 ) -> deepgen_train::Result<Vec<EpochRecord>> {
     if config.n_critic == 0 {
         return Err(nn(deepgen_nn::Error::Invalid {
@@ -549,7 +549,5 @@ pub fn train(
         config,
         batches,
     };
-    model.train();
-    let mut hook = OnEpoch(|r: &EpochRecord| on_epoch(r));
-    Ok(deepgen_train::fit(&mut task, &loader, &config.run, record, &mut [&mut hook])?.history)
+    fit(model, &mut task, &loader, &config.run, record, on_epoch)
 }

@@ -15,13 +15,13 @@ use deepgen_data::Batch;
 use deepgen_nn::loss::{cross_entropy_ignore, Reduction};
 use deepgen_nn::{checkpoint, Embedding, Gru, Linear, Module, RnnConfig};
 use deepgen_train::{
-    At, Chart, Checkpoint, EpochRecord, OnEpoch, OptimizerConfig, Restored, RunConfig, StepConfig,
+    At, Chart, Checkpoint, EpochRecord, OptimizerConfig, Restored, RunConfig, StepConfig,
     StepValues, Task, Updater,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::trainer::{load_model, loader, metadata_of, nn};
+use crate::trainer::{fit, load_model, loader, metadata_of, nn};
 use crate::{Decoding, Result};
 
 /// Metadata key of a language model's config.
@@ -247,15 +247,14 @@ pub fn train(
     set: &TextSet,
     config: &LmTrainConfig,
     record: &serde_json::Value,
-    mut on_epoch: impl FnMut(&EpochRecord),
+    on_epoch: impl FnMut(&EpochRecord),
 ) -> deepgen_train::Result<Vec<EpochRecord>> {
     let loader = loader(&set.train, config.batch_size, config.seed)?;
-    let optimizer = config
-        .optimizer
-        .build_groups(vec![(model.parameters(), config.lr)])?;
     let updater = Updater::new(
         "model",
-        optimizer,
+        config
+            .optimizer
+            .build_groups(vec![(model.parameters(), config.lr)])?,
         &config.step,
         loader.num_batches(),
         config.run.epochs,
@@ -265,7 +264,5 @@ pub fn train(
         set,
         updater,
     };
-    model.train();
-    let mut hook = OnEpoch(|r: &EpochRecord| on_epoch(r));
-    Ok(deepgen_train::fit(&mut task, &loader, &config.run, record, &mut [&mut hook])?.history)
+    fit(model, &mut task, &loader, &config.run, record, on_epoch)
 }

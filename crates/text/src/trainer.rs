@@ -341,15 +341,14 @@ pub fn train(
     set: &TextSet,
     config: &TrainConfig,
     record: &serde_json::Value,
-    mut on_epoch: impl FnMut(&EpochRecord),
+    on_epoch: impl FnMut(&EpochRecord),
 ) -> deepgen_train::Result<Vec<EpochRecord>> {
     let loader = loader(&set.train, config.batch_size, config.seed)?;
-    let optimizer = config
-        .optimizer
-        .build_groups(vec![(model.parameters(), config.lr)])?;
     let updater = Updater::new(
         "model",
-        optimizer,
+        config
+            .optimizer
+            .build_groups(vec![(model.parameters(), config.lr)])?,
         &config.step,
         loader.num_batches(),
         config.run.epochs,
@@ -362,7 +361,20 @@ pub fn train(
         config,
         batches: loader.num_batches(),
     };
+    fit(model, &mut task, &loader, &config.run, record, on_epoch)
+}
+
+/// Trains `model` through `task` (the text models' common loop: training
+/// mode, `fit`, `on_epoch` after each epoch); returns every epoch's record.
+pub(crate) fn fit(
+    model: &dyn Module<f32>,
+    task: &mut dyn Task,
+    loader: &DataLoader,
+    run: &RunConfig,
+    record: &serde_json::Value,
+    mut on_epoch: impl FnMut(&EpochRecord),
+) -> deepgen_train::Result<Vec<EpochRecord>> {
     model.train();
     let mut hook = OnEpoch(|r: &EpochRecord| on_epoch(r));
-    Ok(deepgen_train::fit(&mut task, &loader, &config.run, record, &mut [&mut hook])?.history)
+    Ok(deepgen_train::fit(task, loader, run, record, &mut [&mut hook])?.history)
 }
