@@ -36,11 +36,26 @@ impl<T: Element> PackedB<T> {
         let at = |i: usize, j: usize| b.data[b.offset + i * b.rs + j * b.cs];
         let panels = T::DTYPE == deepgen_tensor::DType::F32 && crate::math::simd_level() >= 1;
         let data = if panels {
-            let mut d = Buffer::filled(n.div_ceil(NR) * NR * k, T::zero());
+            // Only a last, partial panel has padding to zero.
+            let mut d = match n % NR {
+                0 => Buffer::for_overwrite(n / NR * NR * k),
+                _ => Buffer::filled(n.div_ceil(NR) * NR * k, T::zero()),
+            };
             for (p, panel) in d.chunks_exact_mut(NR * k).enumerate() {
-                for i in 0..k {
-                    for c in 0..NR.min(n - p * NR) {
-                        panel[i * NR + c] = at(i, p * NR + c);
+                let cols = NR.min(n - p * NR);
+                if b.cs == 1 {
+                    // Row-major B: each panel row is a run of B's row.
+                    for (i, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                        let src = b.offset + i * b.rs + p * NR;
+                        dst[..cols].copy_from_slice(&b.data[src..src + cols]);
+                    }
+                } else {
+                    // Column by column, reading along B's columns (a
+                    // transpose's rows).
+                    for c in 0..cols {
+                        for i in 0..k {
+                            panel[i * NR + c] = at(i, p * NR + c);
+                        }
                     }
                 }
             }
@@ -113,30 +128,30 @@ impl<T: Element> PackedB<T> {
         let mut r = 0;
         while r < m {
             let rows = MR.min(m - r);
-            let mut acc = [[0f32; NR]; MR];
+            let dst = c.add(r * ldc + p * NR);
             #[cfg(target_arch = "x86_64")]
-            kernel_avx2(k, a.add(r * lda), lda, rows, panel, &mut acc);
-            for (i, row) in acc.iter().enumerate().take(rows) {
-                let dst = c.add((r + i) * ldc + p * NR);
-                for (j, v) in row.iter().enumerate().take(cols) {
-                    *dst.add(j) += v;
-                }
-            }
+            kernel_avx2(k, a.add(r * lda), lda, rows, panel, dst, ldc, cols);
             r += MR;
         }
     }
 }
 
-/// acc[i][..] = sum over kk of A[i, kk] panel[kk][..], for i < rows.
+/// C[i, ..cols] += sum over kk of A[i, kk] panel[kk][..cols], for i < rows.
+///
+/// # Safety
+/// As [`PackedB::panel`], for `rows` rows of A and of C (`cols` columns).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)] // a micro-kernel's operands
 unsafe fn kernel_avx2(
     k: usize,
     a: *const f32,
     lda: usize,
     rows: usize,
     panel: *const f32,
-    acc: &mut [[f32; NR]; MR],
+    out: *mut f32,
+    ldc: usize,
+    cols: usize,
 ) {
     use std::arch::x86_64::*;
     let mut c = [[_mm256_setzero_ps(); 2]; MR];
@@ -152,9 +167,27 @@ unsafe fn kernel_avx2(
             c[i][1] = _mm256_fmadd_ps(av, b1, c[i][1]);
         }
     }
-    for i in 0..MR {
-        _mm256_storeu_ps(acc[i].as_mut_ptr(), c[i][0]);
-        _mm256_storeu_ps(acc[i].as_mut_ptr().add(8), c[i][1]);
+    if cols == NR {
+        // A whole panel: add the accumulators to C in place.
+        for (i, ci) in c.iter().enumerate().take(rows) {
+            let dst = out.add(i * ldc);
+            _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), ci[0]));
+            _mm256_storeu_ps(
+                dst.add(8),
+                _mm256_add_ps(_mm256_loadu_ps(dst.add(8)), ci[1]),
+            );
+        }
+        return;
+    }
+    let mut acc = [[0f32; NR]; MR];
+    for (row, ci) in acc.iter_mut().zip(&c) {
+        _mm256_storeu_ps(row.as_mut_ptr(), ci[0]);
+        _mm256_storeu_ps(row.as_mut_ptr().add(8), ci[1]);
+    }
+    for (i, row) in acc.iter().enumerate().take(rows) {
+        for (j, v) in row.iter().enumerate().take(cols) {
+            *out.add(i * ldc + j) += v;
+        }
     }
 }
 
@@ -193,8 +226,12 @@ mod tests {
                     want[i * n + j] += (0..k).map(|kk| a[i * k + kk] * bt[j * k + kk]).sum::<f32>();
                 }
             }
+            // The same B row-major (the packing's other path).
+            let rm: Vec<f32> = (0..k * n).map(|i| bt[(i % n) * k + i / n]).collect();
+            let mut c_rm = c.clone();
             PackedB::new(b, k, n).gemm_acc(m, &a, k, &mut c, n);
-            for (x, y) in c.iter().zip(&want) {
+            PackedB::new(MatRef::row_major(&rm, 0, n), k, n).gemm_acc(m, &a, k, &mut c_rm, n);
+            for (x, y) in c.iter().chain(&c_rm).zip(want.iter().chain(&want)) {
                 assert!(
                     (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
                     "{m}x{k}x{n}: {x} vs {y}"

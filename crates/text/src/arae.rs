@@ -32,7 +32,7 @@ use deepgen_train::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::trainer::{fit, load_model, loader, metadata_of, nn};
+use crate::trainer::{fit, load_model, loader, metadata_of, nn, updater};
 use crate::{encode_states, word_dropout, Decoding, Result};
 
 /// Metadata key of an ARAE's config.
@@ -518,9 +518,9 @@ pub fn train(
     }
     let loader = loader(&set.train, config.batch_size, config.seed)?;
     let (batches, epochs) = (loader.num_batches(), config.run.epochs);
-    let updater = |name: &str, params, lr, betas| -> deepgen_train::Result<Updater> {
-        let opt = OptimizerConfig::adam(betas).build_groups(vec![(params, lr)])?;
-        Updater::new(name, opt, &config.step, batches, epochs)
+    let updater = |name: &str, params, lr, betas| {
+        let adam = OptimizerConfig::adam(betas);
+        updater(name, &adam, params, lr, &config.step, batches, epochs)
     };
     let ae = model.autoencoder.parameters();
     let mut task = AraeTask {

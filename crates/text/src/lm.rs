@@ -21,7 +21,7 @@ use deepgen_train::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::trainer::{fit, load_model, loader, metadata_of, nn};
+use crate::trainer::{fit, load_model, loader, metadata_of, nn, updater};
 use crate::{Decoding, Result};
 
 /// Metadata key of a language model's config.
@@ -250,11 +250,11 @@ pub fn train(
     on_epoch: impl FnMut(&EpochRecord),
 ) -> deepgen_train::Result<Vec<EpochRecord>> {
     let loader = loader(&set.train, config.batch_size, config.seed)?;
-    let updater = Updater::new(
+    let updater = updater(
         "model",
-        config
-            .optimizer
-            .build_groups(vec![(model.parameters(), config.lr)])?,
+        &config.optimizer,
+        model.parameters(),
+        config.lr,
         &config.step,
         loader.num_batches(),
         config.run.epochs,

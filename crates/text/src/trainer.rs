@@ -329,6 +329,22 @@ impl Task for TextTask<'_> {
     }
 }
 
+/// One optimizer over `params` at `lr`, its schedule sized by `batches`
+/// steps an epoch for `epochs`: the VAE's, the language model's and each of
+/// the ARAE's three.
+pub(crate) fn updater(
+    name: &str,
+    optimizer: &OptimizerConfig,
+    params: Vec<deepgen_autograd::Var<f32>>,
+    lr: f64,
+    step: &StepConfig,
+    batches: usize,
+    epochs: usize,
+) -> deepgen_train::Result<Updater> {
+    let opt = optimizer.build_groups(vec![(params, lr)])?;
+    Updater::new(name, opt, step, batches, epochs)
+}
+
 pub(crate) fn nn(e: deepgen_nn::Error) -> deepgen_train::Error {
     deepgen_train::Error::Model(Box::new(e))
 }
@@ -344,11 +360,11 @@ pub fn train(
     on_epoch: impl FnMut(&EpochRecord),
 ) -> deepgen_train::Result<Vec<EpochRecord>> {
     let loader = loader(&set.train, config.batch_size, config.seed)?;
-    let updater = Updater::new(
+    let updater = updater(
         "model",
-        config
-            .optimizer
-            .build_groups(vec![(model.parameters(), config.lr)])?,
+        &config.optimizer,
+        model.parameters(),
+        config.lr,
         &config.step,
         loader.num_batches(),
         config.run.epochs,

@@ -2,7 +2,7 @@
 //! ARAE and the judging language model (deepgen-text) on a text file, one
 //! example per line, or on the built-in synthetic sentences.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use deepgen_cli::{Error, Result};
 use deepgen_data::text::{self, Level, TextSet};
@@ -261,11 +261,7 @@ pub fn run(a: Args) -> Result<()> {
         free_bits: a.free_bits,
         seed: t.seed,
     };
-    println!(
-        "training a sentence VAE ({} parameters) on {what}, {}",
-        model.num_parameters(),
-        count(t.epochs, "epoch")
-    );
+    announce("a sentence VAE", model.num_parameters(), &what, t.epochs);
     let record = record(
         "train text-vae",
         &a,
@@ -288,18 +284,25 @@ pub fn run(a: Args) -> Result<()> {
             r.seconds
         );
     })?;
-    print_samples(&TextModel::Vae(Box::new(model)), &set.vocab, t)?;
-    println!("wrote {}", a.out.display());
-    Ok(())
+    finish(&TextModel::Vae(Box::new(model)), &set.vocab, t, &a.out)
 }
 
-/// Five greedy samples after training.
-fn print_samples(model: &TextModel, vocab: &text::Vocab, t: &TrainArgs) -> Result<()> {
+/// The line before training: what trains on what.
+fn announce(model: &str, parameters: usize, what: &str, epochs: usize) {
+    println!(
+        "training {model} ({parameters} parameters) on {what}, {}",
+        count(epochs, "epoch")
+    );
+}
+
+/// After training: five greedy samples and where the run is.
+fn finish(model: &TextModel, vocab: &text::Vocab, t: &TrainArgs, out: &Path) -> Result<()> {
     model.as_module().eval();
     println!("samples (greedy):");
     for s in model.sample(5, t.data.max_len, 0.0, t.seed)? {
         println!("  {}", vocab.decode(&s));
     }
+    println!("wrote {}", out.display());
     Ok(())
 }
 
@@ -332,11 +335,7 @@ pub fn run_gan(a: GanArgs) -> Result<()> {
         seed: t.seed,
         ..defaults
     };
-    println!(
-        "training an ARAE ({} parameters) on {what}, {}",
-        model.num_parameters(),
-        count(t.epochs, "epoch")
-    );
+    announce("an ARAE", model.num_parameters(), &what, t.epochs);
     let record = record(
         "train text-gan",
         &a,
@@ -357,9 +356,7 @@ pub fn run_gan(a: GanArgs) -> Result<()> {
             r.seconds
         );
     })?;
-    print_samples(&TextModel::Arae(Box::new(model)), &set.vocab, t)?;
-    println!("wrote {}", a.out.display());
-    Ok(())
+    finish(&TextModel::Arae(Box::new(model)), &set.vocab, t, &a.out)
 }
 
 pub fn run_lm(a: LmArgs) -> Result<()> {
@@ -379,11 +376,7 @@ pub fn run_lm(a: LmArgs) -> Result<()> {
         lr: t.lr,
         seed: t.seed,
     };
-    println!(
-        "training a language model ({} parameters) on {what}, {}",
-        model.num_parameters(),
-        count(t.epochs, "epoch")
-    );
+    announce("a language model", model.num_parameters(), &what, t.epochs);
     let record = record(
         "train text-lm",
         &a,
@@ -400,7 +393,5 @@ pub fn run_lm(a: LmArgs) -> Result<()> {
             r.seconds
         );
     })?;
-    print_samples(&TextModel::Lm(Box::new(model)), &set.vocab, t)?;
-    println!("wrote {}", a.out.display());
-    Ok(())
+    finish(&TextModel::Lm(Box::new(model)), &set.vocab, t, &a.out)
 }

@@ -171,12 +171,14 @@ impl Spec {
         let w = c.inputs[1].value().contiguous();
         let w = w.as_slice().expect("contiguous");
         let zero = T::zero();
-        let mut dgx = Buffer::filled(t * b * g, zero);
+        // Every step's cell backward writes all its rows (zeros where a
+        // sequence has ended), so the gate adjoints need no clearing.
+        let mut dgx = Buffer::for_overwrite(t * b * g);
         // A GRU's state and input gate adjoints differ (r scales n's); an
         // LSTM's are the same, so it keeps one buffer.
         let mut dgh = match self.cell {
-            Cell::Gru => Buffer::filled(t * b * g, zero),
-            Cell::Lstm => Buffer::filled(0, zero),
+            Cell::Gru => Buffer::for_overwrite(t * b * g),
+            Cell::Lstm => Buffer::for_overwrite(0),
         };
         let (mut dh, mut dc) = (vec![zero; b * hid], vec![zero; b * hid]);
         let (mut dh_prev, mut dc_prev) = (vec![zero; b * hid], vec![zero; b * hid]);
