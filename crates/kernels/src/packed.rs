@@ -8,7 +8,7 @@
 //! (four rows by two 8-float vectors). f64, and CPUs without AVX2 + FMA
 //! (or `DEEPGEN_SIMD=portable`), keep B row-major and call [`gemm_par`].
 
-use crate::gemm::{gemm_par, MatRef};
+use crate::gemm::{gemm, gemm_par, MatRef};
 use crate::Element;
 use deepgen_tensor::Buffer;
 
@@ -75,6 +75,16 @@ impl<T: Element> PackedB<T> {
     /// C [m, n] (row stride `ldc`) += A [m, k] (row-major, row stride
     /// `lda`) B, split over rayon's threads by panels when large.
     pub fn gemm_acc(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize) {
+        self.acc(m, a, lda, c, ldc, true);
+    }
+
+    /// [`PackedB::gemm_acc`] on the calling thread only: for callers that
+    /// already split their work over the threads.
+    pub fn gemm_acc_serial(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize) {
+        self.acc(m, a, lda, c, ldc, false);
+    }
+
+    fn acc(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize, split: bool) {
         let (k, n) = (self.k, self.n);
         if m == 0 || n == 0 {
             return;
@@ -91,10 +101,13 @@ impl<T: Element> PackedB<T> {
                 },
                 MatRef::row_major(&self.data, 0, n),
             );
-            return gemm_par(m, k, n, T::one(), am, bm, T::one(), c, ldc);
+            return match split {
+                true => gemm_par(m, k, n, T::one(), am, bm, T::one(), c, ldc),
+                false => gemm(m, k, n, T::one(), am, bm, T::one(), c, ldc),
+            };
         }
         let panels = n.div_ceil(NR);
-        let threads = if m * k * n >= PAR_WORK {
+        let threads = if split && m * k * n >= PAR_WORK {
             crate::par::threads().min(panels)
         } else {
             1
@@ -228,10 +241,12 @@ mod tests {
             }
             // The same B row-major (the packing's other path).
             let rm: Vec<f32> = (0..k * n).map(|i| bt[(i % n) * k + i / n]).collect();
-            let mut c_rm = c.clone();
+            let (mut c_rm, mut c_one) = (c.clone(), c.clone());
             PackedB::new(b, k, n).gemm_acc(m, &a, k, &mut c, n);
+            PackedB::new(b, k, n).gemm_acc_serial(m, &a, k, &mut c_one, n);
             PackedB::new(MatRef::row_major(&rm, 0, n), k, n).gemm_acc(m, &a, k, &mut c_rm, n);
-            for (x, y) in c.iter().chain(&c_rm).zip(want.iter().chain(&want)) {
+            let got = c.iter().chain(&c_rm).chain(&c_one);
+            for (x, y) in got.zip(want.iter().cycle()) {
                 assert!(
                     (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
                     "{m}x{k}x{n}: {x} vs {y}"

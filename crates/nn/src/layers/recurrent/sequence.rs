@@ -162,10 +162,12 @@ impl Spec {
             .collect())
     }
 
-    /// Backpropagation through time on buffers.
+    /// Backpropagation through time on buffers, each part of the batch on
+    /// its own thread ([`parts`]).
     fn backward<T: Element>(&self, c: &Ctx<T>, fw: &Forward<T>) -> AgResult<Grads<T>> {
         let (t, b, hid) = (fw.t, fw.b, self.hidden);
-        let (g, width) = (self.cell.gates() * hid, self.width());
+        let (g, width, sw) = (self.cell.gates() * hid, self.width(), fw.saved_width);
+        let lstm = self.cell == Cell::Lstm;
         let dout = c.grad.value().contiguous();
         let dout = dout.as_slice().expect("contiguous");
         let w = c.inputs[1].value().contiguous();
@@ -176,69 +178,61 @@ impl Spec {
         let mut dgx = Buffer::for_overwrite(t * b * g);
         // A GRU's state and input gate adjoints differ (r scales n's); an
         // LSTM's are the same, so it keeps one buffer.
-        let mut dgh = match self.cell {
-            Cell::Gru => Buffer::for_overwrite(t * b * g),
-            Cell::Lstm => Buffer::for_overwrite(0),
-        };
-        let (mut dh, mut dc) = (vec![zero; b * hid], vec![zero; b * hid]);
-        let (mut dh_prev, mut dc_prev) = (vec![zero; b * hid], vec![zero; b * hid]);
+        let mut dgh = Buffer::for_overwrite(if lstm { 0 } else { t * b * g });
+        let (mut dh0, mut dc0) = (vec![zero; b * hid], vec![zero; b * hid]);
         // W_hh [gates x hidden, hidden], packed once for every step's product.
         let w_packed = PackedB::new(MatRef::row_major(w, 0, hid), g, hid);
         let steps: Vec<usize> = self.order(t).collect();
-        for &step in steps.iter().rev() {
-            let active = self.active(step, b);
-            // The output's adjoint reaches the state only where the step ran.
-            let row = &dout[step * b * width..][..b * width];
-            for (r, &on) in active.iter().enumerate() {
-                if on {
+        let (dx, dhh) = (Rows::of(&mut dgx), Rows::of(&mut dgh));
+        let (dh_out, dc_out) = (Rows::of(&mut dh0), Rows::of(&mut dc0));
+        each_part(b, t * b * g * hid, |r0, n| {
+            let (mut dh, mut dc) = (vec![zero; n * hid], vec![zero; n * hid]);
+            let (mut dh_prev, mut dc_prev) = (vec![zero; n * hid], vec![zero; n * hid]);
+            for &step in steps.iter().rev() {
+                let active = &self.active(step, b)[r0..r0 + n];
+                let at = step * b + r0;
+                // The output's adjoint reaches the state only where the step ran.
+                let row = &dout[at * width..][..n * width];
+                for (r, _) in active.iter().enumerate().filter(|(_, &on)| on) {
                     for j in 0..hid {
                         dh[r * hid + j] = dh[r * hid + j] + row[r * width + j];
                     }
-                    if self.cell == Cell::Lstm {
+                    if lstm {
                         for j in 0..hid {
                             dc[r * hid + j] = dc[r * hid + j] + row[r * width + hid + j];
                         }
                     }
                 }
-            }
-            let saved = &fw.saved[step * b * fw.saved_width..][..b * fw.saved_width];
-            let gates = &mut dgx[step * b * g..][..b * g];
-            match self.cell {
-                Cell::Gru => {
-                    let gh = &mut dgh[step * b * g..][..b * g];
-                    let h = &fw.h_prev[step * b * hid..][..b * hid];
-                    rnn::gru_step_backward(&dh, h, saved, hid, &active, gates, gh, &mut dh_prev);
+                let saved = &fw.saved[at * sw..][..n * sw];
+                // SAFETY: parts own disjoint rows of every step.
+                let gates = unsafe { dx.slice(at * g, n * g) };
+                // d gates_h, which dh_prev gets through W_hh.
+                let gh: &[T] = match self.cell {
+                    Cell::Gru => {
+                        // SAFETY: as above.
+                        let gh = unsafe { dhh.slice(at * g, n * g) };
+                        let h = &fw.h_prev[at * hid..][..n * hid];
+                        rnn::gru_step_backward(&dh, h, saved, hid, active, gates, gh, &mut dh_prev);
+                        gh
+                    }
+                    Cell::Lstm => {
+                        let cp = &fw.c_prev[at * hid..][..n * hid];
+                        let (dhp, dcp) = (&mut dh_prev, &mut dc_prev);
+                        rnn::lstm_step_backward(&dh, &dc, cp, saved, hid, active, gates, dhp, dcp);
+                        std::mem::swap(&mut dc, &mut dc_prev);
+                        gates
+                    }
+                };
+                if active.iter().any(|&a| a) {
+                    w_packed.gemm_acc_serial(n, gh, g, &mut dh_prev, hid);
                 }
-                Cell::Lstm => {
-                    let cp = &fw.c_prev[step * b * hid..][..b * hid];
-                    rnn::lstm_step_backward(
-                        &dh,
-                        &dc,
-                        cp,
-                        saved,
-                        hid,
-                        &active,
-                        gates,
-                        &mut dh_prev,
-                        &mut dc_prev,
-                    );
-                    std::mem::swap(&mut dc, &mut dc_prev);
-                }
+                std::mem::swap(&mut dh, &mut dh_prev);
             }
-            // dh_prev += d gates_h @ W_hh.
-            let gh: &[T] = match self.cell {
-                Cell::Gru => &dgh[step * b * g..][..b * g],
-                Cell::Lstm => &dgx[step * b * g..][..b * g],
-            };
-            if active.iter().any(|&a| a) {
-                w_packed.gemm_acc(b, gh, g, &mut dh_prev, hid);
-            }
-            std::mem::swap(&mut dh, &mut dh_prev);
-        }
-        let dgh: &[T] = match self.cell {
-            Cell::Gru => &dgh,
-            Cell::Lstm => &dgx,
-        };
+            // SAFETY: parts own disjoint rows.
+            unsafe { dh_out.slice(r0 * hid, n * hid) }.copy_from_slice(&dh);
+            unsafe { dc_out.slice(r0 * hid, n * hid) }.copy_from_slice(&dc);
+        });
+        let dgh: &[T] = if lstm { &dgx } else { &dgh };
         let tensor = |v: Buffer<T>, shape: &[usize]| -> AgResult<Option<Var<T>>> {
             Ok(Some(Var::constant(Tensor::from_buffer(v, shape)?)))
         };
@@ -264,12 +258,66 @@ impl Spec {
             grads[0] = tensor(dgx, &[t, b, g])?;
         }
         if c.needs(3) {
-            grads[3] = tensor(Buffer::from_vec(dh), &[b, hid])?;
+            grads[3] = tensor(Buffer::from_vec(dh0), &[b, hid])?;
         }
-        if c.needs(4) && self.cell == Cell::Lstm {
-            grads[4] = tensor(Buffer::from_vec(dc), &[b, hid])?;
+        if c.needs(4) && lstm {
+            grads[4] = tensor(Buffer::from_vec(dc0), &[b, hid])?;
         }
         Ok(grads)
+    }
+}
+
+/// Products with fewer multiply-adds than this run on one thread.
+const PAR_WORK: usize = 1 << 21;
+
+/// Calls `f(first_row, rows)` for parts of the batch's `b` rows, on as
+/// many threads as pay for `work` multiply-adds. The rows of a recurrence
+/// never meet, so each part runs the whole sequence on its own: one split
+/// per sequence instead of one per step (a step's product is tens of
+/// microseconds), and the cells' elementwise math is split too. Parts are
+/// multiples of 4 rows, the product's micro-kernel height.
+fn each_part(b: usize, work: usize, f: impl Fn(usize, usize) + Sync) {
+    let threads = deepgen_kernels::par::threads();
+    let parts = match work >= PAR_WORK {
+        true => threads.min(b / 4).max(1),
+        false => 1,
+    };
+    if parts == 1 {
+        return f(0, b);
+    }
+    let rows = b.div_ceil(parts).div_ceil(4) * 4;
+    let mut starts: Vec<usize> = (0..b).step_by(rows).collect();
+    deepgen_kernels::par::for_each_chunk(&mut starts, 1, |_, s| f(s[0], rows.min(b - s[0])));
+}
+
+/// A buffer that the parts of [`each_part`] write at disjoint ranges.
+struct Rows<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: a `Rows` is only sliced at ranges no other thread touches
+// (the callers' contract), so sharing it is sharing disjoint `&mut`s.
+unsafe impl<T: Send> Send for Rows<T> {}
+unsafe impl<T: Send> Sync for Rows<T> {}
+
+impl<T> Rows<T> {
+    fn of(v: &mut [T]) -> Self {
+        Rows {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+        }
+    }
+
+    /// `len` elements from `start`.
+    ///
+    /// # Safety
+    /// No other slice of this `Rows` that overlaps the range may be alive,
+    /// and the buffer it was made from is not otherwise used meanwhile.
+    #[allow(clippy::mut_from_ref)] // disjoint ranges, per the contract
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        assert!(start + len <= self.len, "rows out of range");
+        std::slice::from_raw_parts_mut(self.ptr.add(start), len)
     }
 }
 
@@ -287,14 +335,16 @@ struct Forward<T: Element> {
 }
 
 impl<T: Element> Forward<T> {
-    /// The outputs [time, batch, width] and what the backward needs.
+    /// The outputs [time, batch, width] and what the backward needs, each
+    /// part of the batch on its own thread ([`each_part`]).
     fn run(spec: &Spec, x: &Inputs<T>, gx: &[T], t: usize, b: usize) -> (Buffer<T>, Self) {
         let hid = spec.hidden;
         let (g, width) = (spec.cell.gates() * hid, spec.width());
         let lstm = spec.cell == Cell::Lstm;
-        let saved_width = hid * if lstm { LSTM_SAVED } else { GRU_SAVED };
+        let sw = hid * if lstm { LSTM_SAVED } else { GRU_SAVED };
         let w = x.w_hh.value().contiguous();
         let bias = x.b_hh.value().to_vec();
+        let (h0, c0) = (x.h0.value().to_vec(), x.c0.value().to_vec());
         let zero = T::zero();
         let mut out = Buffer::filled(t * b * width, zero);
         let mut fw = Forward {
@@ -302,52 +352,58 @@ impl<T: Element> Forward<T> {
             b,
             h_prev: Buffer::for_overwrite(t * b * hid),
             c_prev: Buffer::for_overwrite(if lstm { t * b * hid } else { 0 }),
-            saved_width,
-            saved: Buffer::for_overwrite(t * b * saved_width),
+            saved_width: sw,
+            saved: Buffer::for_overwrite(t * b * sw),
         };
-        let (mut h, mut c) = (x.h0.value().to_vec(), x.c0.value().to_vec());
-        let (mut h_new, mut c_new) = (vec![zero; b * hid], vec![zero; b * hid]);
-        let mut gh = vec![zero; b * g];
         // W_hh^T [hidden, gates x hidden], packed once for every step.
         let wt = PackedB::new(
             MatRef::row_major(w.as_slice().expect("contiguous"), 0, hid).t(),
             hid,
             g,
         );
-        for step in spec.order(t) {
-            let active = spec.active(step, b);
-            fw.h_prev[step * b * hid..][..b * hid].copy_from_slice(&h);
-            if lstm {
-                fw.c_prev[step * b * hid..][..b * hid].copy_from_slice(&c);
-            }
-            if !active.iter().any(|&a| a) {
-                continue; // the state holds, the outputs stay zero
-            }
-            for r in gh.chunks_exact_mut(g) {
-                r.copy_from_slice(&bias);
-            }
-            wt.gemm_acc(b, &h, hid, &mut gh, g);
-            let gxs = &gx[step * b * g..][..b * g];
-            let saved = &mut fw.saved[step * b * saved_width..][..b * saved_width];
-            match spec.cell {
-                Cell::Gru => rnn::gru_step(gxs, &gh, &h, hid, &active, &mut h_new, saved),
-                Cell::Lstm => rnn::lstm_step(
-                    gxs, &gh, &h, &c, hid, &active, &mut h_new, &mut c_new, saved,
-                ),
-            }
-            let out = &mut out[step * b * width..][..b * width];
-            for (r, &on) in active.iter().enumerate() {
-                if on {
+        let (outs, hps) = (Rows::of(&mut out), Rows::of(&mut fw.h_prev));
+        let (cps, saves) = (Rows::of(&mut fw.c_prev), Rows::of(&mut fw.saved));
+        each_part(b, t * b * g * hid, |r0, n| {
+            let mut h = h0[r0 * hid..][..n * hid].to_vec();
+            let mut c = c0[r0 * hid..][..n * hid].to_vec();
+            let (mut h_new, mut c_new) = (vec![zero; n * hid], vec![zero; n * hid]);
+            let mut gh = vec![zero; n * g];
+            for step in spec.order(t) {
+                let active = &spec.active(step, b)[r0..r0 + n];
+                let at = step * b + r0;
+                // SAFETY (each slice below): parts own disjoint rows of
+                // every step.
+                unsafe { hps.slice(at * hid, n * hid) }.copy_from_slice(&h);
+                if lstm {
+                    unsafe { cps.slice(at * hid, n * hid) }.copy_from_slice(&c);
+                }
+                if !active.iter().any(|&a| a) {
+                    continue; // the state holds, the outputs stay zero
+                }
+                for r in gh.chunks_exact_mut(g) {
+                    r.copy_from_slice(&bias);
+                }
+                wt.gemm_acc_serial(n, &h, hid, &mut gh, g);
+                let gxs = &gx[at * g..][..n * g];
+                let saved = unsafe { saves.slice(at * sw, n * sw) };
+                match spec.cell {
+                    Cell::Gru => rnn::gru_step(gxs, &gh, &h, hid, active, &mut h_new, saved),
+                    Cell::Lstm => {
+                        rnn::lstm_step(gxs, &gh, &h, &c, hid, active, &mut h_new, &mut c_new, saved)
+                    }
+                }
+                let out = unsafe { outs.slice(at * width, n * width) };
+                for (r, _) in active.iter().enumerate().filter(|(_, &on)| on) {
                     let o = &mut out[r * width..][..width];
                     o[..hid].copy_from_slice(&h_new[r * hid..][..hid]);
                     if lstm {
                         o[hid..].copy_from_slice(&c_new[r * hid..][..hid]);
                     }
                 }
+                std::mem::swap(&mut h, &mut h_new);
+                std::mem::swap(&mut c, &mut c_new);
             }
-            std::mem::swap(&mut h, &mut h_new);
-            std::mem::swap(&mut c, &mut c_new);
-        }
+        });
         (out, fw)
     }
 }
@@ -475,6 +531,65 @@ mod tests {
                         "second order",
                     );
                 }
+            }
+        }
+    }
+
+    /// The batch split into parts on their own threads gives the same bits
+    /// as one thread (each row's arithmetic is the same either way), for
+    /// both cells and directions, with sequences ending early in both
+    /// parts and a last part that is not a multiple of 4 rows.
+    #[test]
+    fn batch_parts_equal_one_thread() {
+        let (t, b, hid) = (8, 13, 96);
+        let lengths: Vec<usize> = (0..b).map(|i| 1 + (i * 5) % t).collect();
+        for cell in [Cell::Gru, Cell::Lstm] {
+            // Enough work to split (see `each_part`).
+            assert!(t * b * cell.gates() * hid * hid >= PAR_WORK);
+            for reverse in [false, true] {
+                let spec = Spec {
+                    cell,
+                    hidden: hid,
+                    reverse,
+                    lengths: Some(lengths.clone().into()),
+                };
+                let run = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| {
+                        let rng = &mut ChaCha8Rng::seed_from_u64(3);
+                        let g = cell.gates() * hid;
+                        let mut p = |shape: &[usize]| {
+                            Var::parameter(init::uniform::<f32, _>(shape, -0.5, 0.5, rng))
+                        };
+                        let leaves = [
+                            p(&[t, b, g]),
+                            p(&[g, hid]),
+                            p(&[g]),
+                            p(&[b, hid]),
+                            p(&[b, hid]),
+                        ];
+                        let weights = p(&[t, b, spec.width()]);
+                        let [gx, w_hh, b_hh, h0, c0] = leaves.clone();
+                        let out = spec
+                            .run(Inputs {
+                                gx,
+                                w_hh,
+                                b_hh,
+                                h0,
+                                c0,
+                            })
+                            .unwrap();
+                        let loss = out.mul(&weights).unwrap().sum_all().unwrap();
+                        let grads = grad(&[loss], &leaves, false).unwrap();
+                        let mut all = vec![out.value().to_vec()];
+                        all.extend(grads.iter().map(|g| g.value().to_vec()));
+                        all
+                    })
+                };
+                assert_eq!(run(1), run(3), "{cell:?} reverse {reverse}");
             }
         }
     }
