@@ -75,16 +75,19 @@ impl<T: Element> PackedB<T> {
     /// C [m, n] (row stride `ldc`) += A [m, k] (row-major, row stride
     /// `lda`) B, split over rayon's threads by panels when large.
     pub fn gemm_acc(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize) {
-        self.acc(m, a, lda, c, ldc, true);
+        self.acc(m, a, lda, c, ldc, true, crate::math::simd_level());
     }
 
     /// [`PackedB::gemm_acc`] on the calling thread only: for callers that
     /// already split their work over the threads.
     pub fn gemm_acc_serial(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize) {
-        self.acc(m, a, lda, c, ldc, false);
+        self.acc(m, a, lda, c, ldc, false, crate::math::simd_level());
     }
 
-    fn acc(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize, split: bool) {
+    /// The product with the micro-kernels of SIMD `level` (at most the
+    /// CPU's; at least 1 when packed in panels).
+    #[allow(clippy::too_many_arguments)]
+    fn acc(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize, split: bool, level: u8) {
         let (k, n) = (self.k, self.n);
         if m == 0 || n == 0 {
             return;
@@ -118,33 +121,111 @@ impl<T: Element> PackedB<T> {
         let out = c.as_mut_ptr() as usize;
         crate::par::for_each_chunk(&mut starts, 1, |_, s| {
             let (p0, p1) = (s[0], (s[0] + per).min(panels));
-            for p in p0..p1 {
-                // SAFETY: the assertions keep rows < m and columns < n of
-                // C inside `c`, borrowed exclusively by this call; panels
-                // own disjoint column ranges, so no element has two
-                // writers. T is f32 here (`panels`).
-                unsafe { self.panel(p, m, a.as_ptr().cast(), lda, (out as *mut f32).cast(), ldc) }
-            }
+            let (a, c) = (a.as_ptr().cast(), (out as *mut f32).cast());
+            // SAFETY: the assertions keep rows < m and columns < n of C
+            // inside `c`, borrowed exclusively by this call; threads own
+            // disjoint panel (column) ranges, so no element has two
+            // writers. T is f32 here (`panels`), whose kernels need AVX2
+            // and FMA (`simd_level` >= 1).
+            unsafe { self.panels(p0..p1, m, a, lda, c, ldc, level) }
         });
     }
 
-    /// Columns `p * NR..` of C += A times panel `p`.
+    /// Columns of `panels` of C += A times those panels: with AVX-512, two
+    /// panels at a time by 8 rows (16 accumulators of 16 floats); else one
+    /// panel by 4 rows (8 accumulators of 8).
     ///
     /// # Safety
     /// `a` holds m rows of k floats at stride `lda`; `c` m rows at stride
-    /// `ldc` whose columns of this panel no one else writes; AVX2 and FMA
-    /// are available.
-    unsafe fn panel(&self, p: usize, m: usize, a: *const f32, lda: usize, c: *mut f32, ldc: usize) {
+    /// `ldc` whose columns of these panels no one else writes; the CPU
+    /// has `level` (AVX2 and FMA at least).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn panels(
+        &self,
+        panels: std::ops::Range<usize>,
+        m: usize,
+        a: *const f32,
+        lda: usize,
+        c: *mut f32,
+        ldc: usize,
+        level: u8,
+    ) {
         let k = self.k;
-        let panel: *const f32 = self.data.as_ptr().cast::<f32>().add(p * NR * k);
-        let cols = NR.min(self.n - p * NR);
-        let mut r = 0;
-        while r < m {
-            let rows = MR.min(m - r);
-            let dst = c.add(r * ldc + p * NR);
-            #[cfg(target_arch = "x86_64")]
-            kernel_avx2(k, a.add(r * lda), lda, rows, panel, dst, ldc, cols);
-            r += MR;
+        let at = |p: usize| self.data.as_ptr().cast::<f32>().add(p * NR * k);
+        let cols = |p: usize| NR.min(self.n - p * NR);
+        #[cfg(target_arch = "x86_64")]
+        if level >= 2 {
+            let mut p = panels.start;
+            while p < panels.end {
+                let two = p + 1 < panels.end;
+                let last = if two { cols(p + 1) } else { cols(p) };
+                for r in (0..m).step_by(MR_512) {
+                    let (rows, dst) = (MR_512.min(m - r), c.add(r * ldc + p * NR));
+                    let a = a.add(r * lda);
+                    match two {
+                        true => kernel_avx512::<2>(k, a, lda, rows, at(p), NR * k, dst, ldc, last),
+                        false => kernel_avx512::<1>(k, a, lda, rows, at(p), NR * k, dst, ldc, last),
+                    }
+                }
+                p += if two { 2 } else { 1 };
+            }
+            return;
+        }
+        for p in panels {
+            for r in (0..m).step_by(MR) {
+                let dst = c.add(r * ldc + p * NR);
+                #[cfg(target_arch = "x86_64")]
+                kernel_avx2(k, a.add(r * lda), lda, MR.min(m - r), at(p), dst, ldc, cols(p));
+            }
+        }
+    }
+}
+
+/// Rows of A per AVX-512 micro-kernel call.
+const MR_512: usize = 8;
+
+/// C[i, q * NR + j] += sum over kk of A[i, kk] panel_q[kk][j], for i <
+/// rows, the P panels at `panel + q * stride`, j < NR (the last panel:
+/// j < `cols`).
+///
+/// # Safety
+/// As [`PackedB::panels`], for `rows` rows of A and of C; AVX-512F is
+/// available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)] // a micro-kernel's operands
+unsafe fn kernel_avx512<const P: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    rows: usize,
+    panel: *const f32,
+    stride: usize,
+    out: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut c = [[_mm512_setzero_ps(); P]; MR_512];
+    // Rows past `rows` read row 0 again (valid memory) and are dropped.
+    let r: [*const f32; MR_512] =
+        std::array::from_fn(|i| a.add(if i < rows { i } else { 0 } * lda));
+    for kk in 0..k {
+        let b: [__m512; P] = std::array::from_fn(|q| _mm512_loadu_ps(panel.add(q * stride + kk * NR)));
+        for (ci, ri) in c.iter_mut().zip(&r) {
+            let av = _mm512_set1_ps(*ri.add(kk));
+            for (cq, bq) in ci.iter_mut().zip(&b) {
+                *cq = _mm512_fmadd_ps(av, *bq, *cq);
+            }
+        }
+    }
+    for (i, ci) in c.iter().enumerate().take(rows) {
+        for (q, cq) in ci.iter().enumerate() {
+            let n = if q + 1 == P { cols } else { NR };
+            let mask: __mmask16 = if n == NR { !0 } else { (1u16 << n) - 1 };
+            let dst = out.add(i * ldc + q * NR);
+            let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), *cq);
+            _mm512_mask_storeu_ps(dst, mask, sum);
         }
     }
 }
@@ -152,7 +233,7 @@ impl<T: Element> PackedB<T> {
 /// C[i, ..cols] += sum over kk of A[i, kk] panel[kk][..cols], for i < rows.
 ///
 /// # Safety
-/// As [`PackedB::panel`], for `rows` rows of A and of C (`cols` columns).
+/// As [`PackedB::panels`], for `rows` rows of A and of C (`cols` columns).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)] // a micro-kernel's operands
@@ -242,11 +323,18 @@ mod tests {
             // The same B row-major (the packing's other path).
             let rm: Vec<f32> = (0..k * n).map(|i| bt[(i % n) * k + i / n]).collect();
             let (mut c_rm, mut c_one) = (c.clone(), c.clone());
+            let c0 = c.clone();
             PackedB::new(b, k, n).gemm_acc(m, &a, k, &mut c, n);
             PackedB::new(b, k, n).gemm_acc_serial(m, &a, k, &mut c_one, n);
             PackedB::new(MatRef::row_major(&rm, 0, n), k, n).gemm_acc(m, &a, k, &mut c_rm, n);
-            let got = c.iter().chain(&c_rm).chain(&c_one);
-            for (x, y) in got.zip(want.iter().cycle()) {
+            let mut got: Vec<f32> = [c, c_rm, c_one].concat();
+            // Every micro-kernel this CPU has, not only the one it picks.
+            for level in 1..=crate::math::simd_level() {
+                let mut c_level = c0.clone();
+                PackedB::new(b, k, n).acc(m, &a, k, &mut c_level, n, true, level);
+                got.extend(c_level);
+            }
+            for (x, y) in got.iter().zip(want.iter().cycle()) {
                 assert!(
                     (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
                     "{m}x{k}x{n}: {x} vs {y}"
