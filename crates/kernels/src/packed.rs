@@ -19,6 +19,27 @@ const MR: usize = 4;
 /// Products with fewer multiply-adds than this stay on one thread.
 const PAR_WORK: usize = 1 << 21;
 
+/// How a product runs and meets C.
+struct Mode<'a, T> {
+    /// Over rayon's threads (by panels) when large.
+    split: bool,
+    /// The micro-kernels' SIMD level (at most the CPU's; at least 1 when
+    /// packed in panels).
+    level: u8,
+    /// C = bias + A B instead of C += A B.
+    bias: Option<&'a [T]>,
+}
+
+impl<'a, T> Mode<'a, T> {
+    fn new(split: bool, bias: Option<&'a [T]>) -> Self {
+        Mode {
+            split,
+            level: crate::math::simd_level(),
+            bias,
+        }
+    }
+}
+
 /// B [k, n], packed for repeated products A B.
 pub struct PackedB<T: Element> {
     k: usize,
@@ -75,26 +96,46 @@ impl<T: Element> PackedB<T> {
     /// C [m, n] (row stride `ldc`) += A [m, k] (row-major, row stride
     /// `lda`) B, split over rayon's threads by panels when large.
     pub fn gemm_acc(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize) {
-        self.acc(m, a, lda, c, ldc, true, crate::math::simd_level());
+        self.acc(m, a, lda, c, ldc, Mode::new(true, None));
     }
 
     /// [`PackedB::gemm_acc`] on the calling thread only: for callers that
     /// already split their work over the threads.
     pub fn gemm_acc_serial(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize) {
-        self.acc(m, a, lda, c, ldc, false, crate::math::simd_level());
+        self.acc(m, a, lda, c, ldc, Mode::new(false, None));
     }
 
-    /// The product with the micro-kernels of SIMD `level` (at most the
-    /// CPU's; at least 1 when packed in panels).
-    #[allow(clippy::too_many_arguments)]
-    fn acc(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize, split: bool, level: u8) {
+    /// C = `bias` (one row of n, added to every row) + A B, on the calling
+    /// thread: C's old values are not read, and the bias costs no pass of
+    /// its own (the accumulators start from it).
+    pub fn gemm_bias_serial(
+        &self,
+        m: usize,
+        a: &[T],
+        lda: usize,
+        bias: &[T],
+        c: &mut [T],
+        ldc: usize,
+    ) {
+        assert_eq!(bias.len(), self.n, "bias length");
+        self.acc(m, a, lda, c, ldc, Mode::new(false, Some(bias)));
+    }
+
+    /// The product in `mode`.
+    fn acc(&self, m: usize, a: &[T], lda: usize, c: &mut [T], ldc: usize, mode: Mode<T>) {
         let (k, n) = (self.k, self.n);
         if m == 0 || n == 0 {
             return;
         }
         assert!(lda >= k && (m - 1) * lda + k <= a.len(), "A too small");
         assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "C too small");
+        let Mode { split, level, bias } = mode;
         if !self.panels {
+            if let Some(bias) = bias {
+                for r in 0..m {
+                    c[r * ldc..r * ldc + n].copy_from_slice(bias);
+                }
+            }
             let (am, bm) = (
                 MatRef {
                     data: a,
@@ -122,37 +163,41 @@ impl<T: Element> PackedB<T> {
         crate::par::for_each_chunk(&mut starts, 1, |_, s| {
             let (p0, p1) = (s[0], (s[0] + per).min(panels));
             let (a, c) = (a.as_ptr().cast(), (out as *mut f32).cast());
+            let init: *const f32 = bias.map_or(std::ptr::null(), |b| b.as_ptr().cast());
             // SAFETY: the assertions keep rows < m and columns < n of C
             // inside `c`, borrowed exclusively by this call; threads own
             // disjoint panel (column) ranges, so no element has two
             // writers. T is f32 here (`panels`), whose kernels need AVX2
             // and FMA (`simd_level` >= 1).
-            unsafe { self.panels(p0..p1, m, a, lda, c, ldc, level) }
+            unsafe { self.panels(p0..p1, m, (a, lda), (c, ldc), init, level) }
         });
     }
 
-    /// Columns of `panels` of C += A times those panels: with AVX-512, two
-    /// panels at a time by 8 rows (16 accumulators of 16 floats); else one
-    /// panel by 4 rows (8 accumulators of 8).
+    /// Columns of `panels` of C += A times those panels (C = init + A
+    /// times them, where `init` is not null): with AVX-512, two panels at
+    /// a time by 8 rows (16 accumulators of 16 floats); else one panel by
+    /// 4 rows (8 accumulators of 8).
     ///
     /// # Safety
     /// `a` holds m rows of k floats at stride `lda`; `c` m rows at stride
-    /// `ldc` whose columns of these panels no one else writes; the CPU
-    /// has `level` (AVX2 and FMA at least).
-    #[allow(clippy::too_many_arguments)]
+    /// `ldc` whose columns of these panels no one else writes; `init` is
+    /// null or holds n floats; the CPU has `level` (AVX2 and FMA at least).
     unsafe fn panels(
         &self,
         panels: std::ops::Range<usize>,
         m: usize,
-        a: *const f32,
-        lda: usize,
-        c: *mut f32,
-        ldc: usize,
+        (a, lda): (*const f32, usize),
+        (c, ldc): (*mut f32, usize),
+        init: *const f32,
         level: u8,
     ) {
         let k = self.k;
         let at = |p: usize| self.data.as_ptr().cast::<f32>().add(p * NR * k);
         let cols = |p: usize| NR.min(self.n - p * NR);
+        let init_at = |p: usize| match init.is_null() {
+            true => init,
+            false => init.add(p * NR),
+        };
         #[cfg(target_arch = "x86_64")]
         if level >= 2 {
             let mut p = panels.start;
@@ -160,11 +205,12 @@ impl<T: Element> PackedB<T> {
                 let two = p + 1 < panels.end;
                 let last = if two { cols(p + 1) } else { cols(p) };
                 for r in (0..m).step_by(MR_512) {
-                    let (rows, dst) = (MR_512.min(m - r), c.add(r * ldc + p * NR));
-                    let a = a.add(r * lda);
+                    let rows = MR_512.min(m - r);
+                    let a = (a.add(r * lda), lda, rows);
+                    let out = (c.add(r * ldc + p * NR), ldc, last, init_at(p));
                     match two {
-                        true => kernel_avx512::<2>(k, a, lda, rows, at(p), NR * k, dst, ldc, last),
-                        false => kernel_avx512::<1>(k, a, lda, rows, at(p), NR * k, dst, ldc, last),
+                        true => kernel_avx512::<2>(k, a, at(p), NR * k, out),
+                        false => kernel_avx512::<1>(k, a, at(p), NR * k, out),
                     }
                 }
                 p += if two { 2 } else { 1 };
@@ -173,9 +219,10 @@ impl<T: Element> PackedB<T> {
         }
         for p in panels {
             for r in (0..m).step_by(MR) {
-                let dst = c.add(r * ldc + p * NR);
+                let a = (a.add(r * lda), lda, MR.min(m - r));
+                let out = (c.add(r * ldc + p * NR), ldc, cols(p), init_at(p));
                 #[cfg(target_arch = "x86_64")]
-                kernel_avx2(k, a.add(r * lda), lda, MR.min(m - r), at(p), dst, ldc, cols(p));
+                kernel_avx2(k, a, at(p), out);
             }
         }
     }
@@ -184,34 +231,44 @@ impl<T: Element> PackedB<T> {
 /// Rows of A per AVX-512 micro-kernel call.
 const MR_512: usize = 8;
 
-/// C[i, q * NR + j] += sum over kk of A[i, kk] panel_q[kk][j], for i <
-/// rows, the P panels at `panel + q * stride`, j < NR (the last panel:
-/// j < `cols`).
+/// C[i, q * NR + j] += sum over kk of A[i, kk] panel_q[kk][j] (or, when
+/// `init` is not null, C[i, q * NR + j] = init[q * NR + j] + the sum),
+/// for i < rows, the P panels at `panel + q * stride`, j < NR (the last
+/// panel: j < `cols`). `a` is (A, its row stride, rows); `out` is (C, its
+/// row stride, cols, init).
 ///
 /// # Safety
 /// As [`PackedB::panels`], for `rows` rows of A and of C; AVX-512F is
 /// available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)] // a micro-kernel's operands
 unsafe fn kernel_avx512<const P: usize>(
     k: usize,
-    a: *const f32,
-    lda: usize,
-    rows: usize,
+    (a, lda, rows): (*const f32, usize, usize),
     panel: *const f32,
     stride: usize,
-    out: *mut f32,
-    ldc: usize,
-    cols: usize,
+    (out, ldc, cols, init): (*mut f32, usize, usize, *const f32),
 ) {
     use std::arch::x86_64::*;
-    let mut c = [[_mm512_setzero_ps(); P]; MR_512];
+    let mask = |q: usize| -> __mmask16 {
+        let n = if q + 1 == P { cols } else { NR };
+        if n == NR {
+            !0
+        } else {
+            (1u16 << n) - 1
+        }
+    };
+    let start: [__m512; P] = std::array::from_fn(|q| match init.is_null() {
+        true => _mm512_setzero_ps(),
+        false => _mm512_maskz_loadu_ps(mask(q), init.add(q * NR)),
+    });
+    let mut c = [start; MR_512];
     // Rows past `rows` read row 0 again (valid memory) and are dropped.
     let r: [*const f32; MR_512] =
         std::array::from_fn(|i| a.add(if i < rows { i } else { 0 } * lda));
     for kk in 0..k {
-        let b: [__m512; P] = std::array::from_fn(|q| _mm512_loadu_ps(panel.add(q * stride + kk * NR)));
+        let b: [__m512; P] =
+            std::array::from_fn(|q| _mm512_loadu_ps(panel.add(q * stride + kk * NR)));
         for (ci, ri) in c.iter_mut().zip(&r) {
             let av = _mm512_set1_ps(*ri.add(kk));
             for (cq, bq) in ci.iter_mut().zip(&b) {
@@ -221,34 +278,41 @@ unsafe fn kernel_avx512<const P: usize>(
     }
     for (i, ci) in c.iter().enumerate().take(rows) {
         for (q, cq) in ci.iter().enumerate() {
-            let n = if q + 1 == P { cols } else { NR };
-            let mask: __mmask16 = if n == NR { !0 } else { (1u16 << n) - 1 };
-            let dst = out.add(i * ldc + q * NR);
-            let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), *cq);
-            _mm512_mask_storeu_ps(dst, mask, sum);
+            let (dst, m) = (out.add(i * ldc + q * NR), mask(q));
+            let sum = match init.is_null() {
+                true => _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), *cq),
+                false => *cq,
+            };
+            _mm512_mask_storeu_ps(dst, m, sum);
         }
     }
 }
 
-/// C[i, ..cols] += sum over kk of A[i, kk] panel[kk][..cols], for i < rows.
+/// [`kernel_avx512`] with AVX2 and FMA: one panel, 4 rows, each row's 16
+/// columns in two 8-float vectors.
 ///
 /// # Safety
-/// As [`PackedB::panels`], for `rows` rows of A and of C (`cols` columns).
+/// As [`PackedB::panels`], for `rows` rows of A and of C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)] // a micro-kernel's operands
 unsafe fn kernel_avx2(
     k: usize,
-    a: *const f32,
-    lda: usize,
-    rows: usize,
+    (a, lda, rows): (*const f32, usize, usize),
     panel: *const f32,
-    out: *mut f32,
-    ldc: usize,
-    cols: usize,
+    (out, ldc, cols, init): (*mut f32, usize, usize, *const f32),
 ) {
     use std::arch::x86_64::*;
-    let mut c = [[_mm256_setzero_ps(); 2]; MR];
+    // The start: zeros, or the bias (its panel's columns; a partial last
+    // panel's bias read through a zero-padded copy).
+    let mut first = [0f32; NR];
+    if !init.is_null() {
+        std::ptr::copy_nonoverlapping(init, first.as_mut_ptr(), cols);
+    }
+    let s = [
+        _mm256_loadu_ps(first.as_ptr()),
+        _mm256_loadu_ps(first.as_ptr().add(8)),
+    ];
+    let mut c = [s; MR];
     // Rows past `rows` read row 0 again (valid memory) and are dropped.
     let row = |i: usize| a.add(if i < rows { i } else { 0 } * lda);
     let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
@@ -261,15 +325,20 @@ unsafe fn kernel_avx2(
             c[i][1] = _mm256_fmadd_ps(av, b1, c[i][1]);
         }
     }
+    let add = init.is_null();
     if cols == NR {
-        // A whole panel: add the accumulators to C in place.
+        // A whole panel: C in place.
         for (i, ci) in c.iter().enumerate().take(rows) {
             let dst = out.add(i * ldc);
-            _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), ci[0]));
-            _mm256_storeu_ps(
-                dst.add(8),
-                _mm256_add_ps(_mm256_loadu_ps(dst.add(8)), ci[1]),
-            );
+            for (h, v) in ci.iter().enumerate() {
+                let d = dst.add(8 * h);
+                let v = if add {
+                    _mm256_add_ps(_mm256_loadu_ps(d), *v)
+                } else {
+                    *v
+                };
+                _mm256_storeu_ps(d, v);
+            }
         }
         return;
     }
@@ -280,7 +349,8 @@ unsafe fn kernel_avx2(
     }
     for (i, row) in acc.iter().enumerate().take(rows) {
         for (j, v) in row.iter().enumerate().take(cols) {
-            *out.add(i * ldc + j) += v;
+            let d = out.add(i * ldc + j);
+            *d = if add { *d + v } else { *v };
         }
     }
 }
@@ -331,8 +401,32 @@ mod tests {
             // Every micro-kernel this CPU has, not only the one it picks.
             for level in 1..=crate::math::simd_level() {
                 let mut c_level = c0.clone();
-                PackedB::new(b, k, n).acc(m, &a, k, &mut c_level, n, true, level);
+                let mode = Mode {
+                    split: true,
+                    level,
+                    bias: None,
+                };
+                PackedB::new(b, k, n).acc(m, &a, k, &mut c_level, n, mode);
                 got.extend(c_level);
+                // C = bias + A B, from a C of garbage.
+                let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.5 - 3.0).collect();
+                let mut c_bias = vec![f32::NAN; m * n];
+                let mode = Mode {
+                    split: false,
+                    level,
+                    bias: Some(&bias),
+                };
+                PackedB::new(b, k, n).acc(m, &a, k, &mut c_bias, n, mode);
+                for i in 0..m {
+                    for j in 0..n {
+                        let y = want[i * n + j] - c0[i * n + j] + bias[j];
+                        let x = c_bias[i * n + j];
+                        assert!(
+                            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                            "bias {level}: {x} vs {y}"
+                        );
+                    }
+                }
             }
             for (x, y) in got.iter().zip(want.iter().cycle()) {
                 assert!(

@@ -380,10 +380,7 @@ impl<T: Element> Forward<T> {
                 if !active.iter().any(|&a| a) {
                     continue; // the state holds, the outputs stay zero
                 }
-                for r in gh.chunks_exact_mut(g) {
-                    r.copy_from_slice(&bias);
-                }
-                wt.gemm_acc_serial(n, &h, hid, &mut gh, g);
+                wt.gemm_bias_serial(n, &h, hid, &bias, &mut gh, g);
                 let gxs = &gx[at * g..][..n * g];
                 let saved = unsafe { saves.slice(at * sw, n * sw) };
                 match spec.cell {
