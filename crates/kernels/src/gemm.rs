@@ -86,6 +86,9 @@ pub fn gemm<T: Element>(
         ldc >= n && (m - 1) * ldc + n <= c.len(),
         "gemm output too small"
     );
+    if crate::packed::narrow_product((m, k, n), alpha, a, b, beta, c, ldc, false) {
+        return;
+    }
     // SAFETY: the assertion keeps every element of C that gemm_raw writes
     // inside `c`, which this call borrows exclusively.
     unsafe { gemm_raw(m, k, n, alpha, a, b, beta, c.as_mut_ptr(), ldc) }
@@ -186,6 +189,9 @@ pub fn gemm_par<T: Element>(
     ldc: usize,
 ) {
     let threads = crate::par::threads();
+    if m > 0 && n > 0 && crate::packed::narrow_product((m, k, n), alpha, a, b, beta, c, ldc, true) {
+        return;
+    }
     if threads < 2 || m * k * n < GEMM_PAR_WORK || m < 16 {
         return gemm(m, k, n, alpha, a, b, beta, c, ldc);
     }
@@ -330,5 +336,67 @@ mod tests {
         let c = matmul(&a, &b).unwrap();
         assert_eq!(c.shape(), &[4, 2, 5]);
         assert!(c.to_vec().iter().all(|&v| v == 3.0));
+    }
+
+    /// Tall, narrow products (the packed path) and their neighbours (the
+    /// matrixmultiply path) against the definition: beta 0 over a C of
+    /// NaN, beta 1, alpha other than 1, A rows at a stride wider than k,
+    /// B transposed, one thread and split.
+    #[test]
+    fn narrow_products_match_the_definition() {
+        let shapes = [
+            (100, 37, 20),
+            (64, 16, 16),
+            (512, 64, 128),
+            (40, 20, 17),
+            (8, 40, 33),
+        ];
+        for (m, k, n) in shapes {
+            let lda = k + 3;
+            let a: Vec<f32> = (0..m * lda)
+                .map(|i| ((i * 7 % 19) as f32 - 9.0) / 7.0)
+                .collect();
+            let bt: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let am = MatRef {
+                data: &a,
+                offset: 0,
+                rs: lda,
+                cs: 1,
+            };
+            let bm = MatRef {
+                data: &bt,
+                offset: 0,
+                rs: 1,
+                cs: k,
+            };
+            let c0: Vec<f32> = (0..m * n).map(|i| (i % 11) as f32 * 0.25).collect();
+            for (alpha, beta) in [(1.0f32, 0.0f32), (1.0, 1.0), (0.5, 1.0)] {
+                let want: Vec<f32> = (0..m * n)
+                    .map(|ij| {
+                        let (i, j) = (ij / n, ij % n);
+                        let dot: f32 = (0..k).map(|kk| a[i * lda + kk] * bt[j * k + kk]).sum();
+                        alpha * dot + beta * c0[ij]
+                    })
+                    .collect();
+                for split in [false, true] {
+                    let mut c = match beta == 0.0 {
+                        true => vec![f32::NAN; m * n],
+                        false => c0.clone(),
+                    };
+                    match split {
+                        true => gemm_par(m, k, n, alpha, am, bm, beta, &mut c, n),
+                        false => gemm(m, k, n, alpha, am, bm, beta, &mut c, n),
+                    }
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!(
+                            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                            "{m}x{k}x{n} alpha {alpha} beta {beta} split {split}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -198,34 +198,97 @@ impl<T: Element> PackedB<T> {
             true => init,
             false => init.add(p * NR),
         };
+        // Which operand stays in cache while the other streams past it:
+        // when A is the larger, a block of its rows against every panel
+        // (A read once); else a panel against every row block.
+        let rows_outer = m > self.n;
         #[cfg(target_arch = "x86_64")]
         if level >= 2 {
+            // Panels two at a time (a lone last one alone).
+            let mut pairs = Vec::new();
             let mut p = panels.start;
             while p < panels.end {
                 let two = p + 1 < panels.end;
-                let last = if two { cols(p + 1) } else { cols(p) };
-                for r in (0..m).step_by(MR_512) {
-                    let rows = MR_512.min(m - r);
-                    let a = (a.add(r * lda), lda, rows);
-                    let out = (c.add(r * ldc + p * NR), ldc, last, init_at(p));
-                    match two {
-                        true => kernel_avx512::<2>(k, a, at(p), NR * k, out),
-                        false => kernel_avx512::<1>(k, a, at(p), NR * k, out),
-                    }
-                }
-                p += if two { 2 } else { 1 };
+                pairs.push((p, two));
+                p += 1 + usize::from(two);
             }
+            let block = |r: usize, (p, two): (usize, bool)| {
+                let last = if two { cols(p + 1) } else { cols(p) };
+                let a = (a.add(r * lda), lda, MR_512.min(m - r));
+                let out = (c.add(r * ldc + p * NR), ldc, last, init_at(p));
+                match two {
+                    true => kernel_avx512::<2>(k, a, at(p), NR * k, out),
+                    false => kernel_avx512::<1>(k, a, at(p), NR * k, out),
+                }
+            };
+            each_block(m, MR_512, &pairs, rows_outer, block);
             return;
         }
-        for p in panels {
-            for r in (0..m).step_by(MR) {
-                let a = (a.add(r * lda), lda, MR.min(m - r));
-                let out = (c.add(r * ldc + p * NR), ldc, cols(p), init_at(p));
-                #[cfg(target_arch = "x86_64")]
-                kernel_avx2(k, a, at(p), out);
-            }
+        let panels: Vec<usize> = panels.collect();
+        let block = |r: usize, p: usize| {
+            let a = (a.add(r * lda), lda, MR.min(m - r));
+            let out = (c.add(r * ldc + p * NR), ldc, cols(p), init_at(p));
+            #[cfg(target_arch = "x86_64")]
+            kernel_avx2(k, a, at(p), out);
+        };
+        each_block(m, MR, &panels, rows_outer, block);
+    }
+}
+
+/// Calls `f(first_row, panel)` for every block of `mr` rows and every
+/// panel (or pair), rows in the outer loop or panels.
+fn each_block<P: Copy>(m: usize, mr: usize, panels: &[P], rows_outer: bool, f: impl Fn(usize, P)) {
+    if rows_outer {
+        for r in (0..m).step_by(mr) {
+            panels.iter().for_each(|&p| f(r, p));
+        }
+    } else {
+        for &p in panels {
+            (0..m).step_by(mr).for_each(|r| f(r, p));
         }
     }
+}
+
+/// A tall, narrow product C = A B (+ C, with beta = 1) with A's rows
+/// contiguous and B [k, n] narrow (n <= 128, m >= 4n), as a linear
+/// layer's input gradient or a recurrent layer's input projection's:
+/// packing B is cheap, and the micro-kernels read A where it lies, where
+/// matrixmultiply would copy all of A into its own panels first. Returns
+/// false (and does nothing) where that does not apply: f64, no AVX2,
+/// alpha other than 1, beta other than 0 or 1, strided A rows.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn narrow_product<T: Element>(
+    (m, k, n): (usize, usize, usize),
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+    split: bool,
+) -> bool {
+    let (zero, one) = (T::zero(), T::one());
+    let applies = T::DTYPE == deepgen_tensor::DType::F32
+        && crate::math::simd_level() >= 1
+        && a.cs == 1
+        && a.rs >= k
+        && n <= 128
+        && m >= 4 * n
+        && k >= 16
+        && alpha == one
+        && (beta == zero || beta == one);
+    if !applies || m == 0 || n == 0 {
+        return false;
+    }
+    if beta == zero {
+        // beta = 0 ignores C's old values, NaN included.
+        for row in c.chunks_mut(ldc).take(m) {
+            row[..n].fill(zero);
+        }
+    }
+    let packed = PackedB::new(b, k, n);
+    packed.acc(m, &a.data[a.offset..], a.rs, c, ldc, Mode::new(split, None));
+    true
 }
 
 /// Rows of A per AVX-512 micro-kernel call.
