@@ -4,9 +4,13 @@
 //!
 //! [`PackedB`] holds B [k, n] in column panels of [`NR`] (k rows of NR
 //! contiguous floats, the last panel zero-padded); [`PackedB::gemm_acc`]
-//! adds A B to C with an AVX2 + FMA micro-kernel of MR x NR accumulators
-//! (four rows by two 8-float vectors). f64, and CPUs without AVX2 + FMA
-//! (or `DEEPGEN_SIMD=portable`), keep B row-major and call [`gemm_par`].
+//! adds A B to C, reading A where it lies, with an AVX-512 micro-kernel
+//! (8 rows by two panels) or an AVX2 + FMA one (4 rows by one panel), as
+//! `DEEPGEN_SIMD` and the CPU allow. f64, and CPUs without AVX2 + FMA (or
+//! `DEEPGEN_SIMD=portable`), keep B row-major and call [`gemm_par`]. The
+//! same kernels serve tall, narrow products of any caller
+//! ([`narrow_product`]), where packing the small B is cheap and
+//! matrixmultiply would copy all of A.
 
 use crate::gemm::{gemm, gemm_par, MatRef};
 use crate::Element;
