@@ -5,9 +5,6 @@ use deepgen_tensor::{broadcast_shapes, DType, Layout};
 
 use crate::{Element, Error, Result, Tensor};
 
-/// Products with fewer multiply-adds than this run on one thread.
-const GEMM_PAR_WORK: usize = 1 << 21;
-
 /// A read-only strided matrix inside a slice: element (i, j) is
 /// `data[offset + i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -192,7 +189,7 @@ pub fn gemm_par<T: Element>(
     if m > 0 && n > 0 && crate::packed::narrow_product((m, k, n), alpha, a, b, beta, c, ldc, true) {
         return;
     }
-    if threads < 2 || m * k * n < GEMM_PAR_WORK || m < 16 {
+    if threads < 2 || m * k * n < crate::par::PAR_WORK || m < 16 {
         return gemm(m, k, n, alpha, a, b, beta, c, ldc);
     }
     // Each block packs all of the operand it does not split: split C's
@@ -300,7 +297,7 @@ pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
     if m * n == 0 {
         return Tensor::from_buffer(out, &out_shape);
     }
-    if nb > 1 && nb * m * k * n >= GEMM_PAR_WORK && crate::par::threads() > 1 {
+    if nb > 1 && nb * m * k * n >= crate::par::PAR_WORK && crate::par::threads() > 1 {
         // A few batch items per task; each product single-threaded.
         let per_task = nb.div_ceil(crate::par::threads() * 2);
         crate::par::for_each_chunk(&mut out, per_task * m * n, |t, block| {

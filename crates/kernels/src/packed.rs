@@ -20,8 +20,6 @@ use deepgen_tensor::Buffer;
 const NR: usize = 16;
 /// Rows of A per micro-kernel call.
 const MR: usize = 4;
-/// Products with fewer multiply-adds than this stay on one thread.
-const PAR_WORK: usize = 1 << 21;
 
 /// How a product runs and meets C.
 struct Mode<'a, T> {
@@ -155,7 +153,7 @@ impl<T: Element> PackedB<T> {
             };
         }
         let panels = n.div_ceil(NR);
-        let threads = if split && m * k * n >= PAR_WORK {
+        let threads = if split && m * k * n >= crate::par::PAR_WORK {
             crate::par::threads().min(panels)
         } else {
             1

@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 /// How long workers stay awake after the last parallel kernel.
 pub const LINGER: Duration = Duration::from_micros(500);
 
+/// Products with fewer multiply-adds than this run on one thread: below
+/// it, waking a second thread costs about what it saves. Every product
+/// split (gemm, packed products, a recurrence's batch parts) uses it.
+pub const PAR_WORK: usize = 1 << 21;
+
 /// How long the caller waits for its helpers (yielding its core) before it parks.
 const SPIN_LIMIT: Duration = Duration::from_millis(2);
 

@@ -163,7 +163,7 @@ impl Spec {
     }
 
     /// Backpropagation through time on buffers, each part of the batch on
-    /// its own thread ([`parts`]).
+    /// its own thread ([`each_part`]).
     fn backward<T: Element>(&self, c: &Ctx<T>, fw: &Forward<T>) -> AgResult<Grads<T>> {
         let (t, b, hid) = (fw.t, fw.b, self.hidden);
         let (g, width, sw) = (self.cell.gates() * hid, self.width(), fw.saved_width);
@@ -267,9 +267,6 @@ impl Spec {
     }
 }
 
-/// Products with fewer multiply-adds than this run on one thread.
-const PAR_WORK: usize = 1 << 21;
-
 /// Calls `f(first_row, rows)` for parts of the batch's `b` rows, on as
 /// many threads as pay for `work` multiply-adds. The rows of a recurrence
 /// never meet, so each part runs the whole sequence on its own: one split
@@ -278,7 +275,7 @@ const PAR_WORK: usize = 1 << 21;
 /// multiples of 4 rows, the product's micro-kernel height.
 fn each_part(b: usize, work: usize, f: impl Fn(usize, usize) + Sync) {
     let threads = deepgen_kernels::par::threads();
-    let parts = match work >= PAR_WORK {
+    let parts = match work >= deepgen_kernels::par::PAR_WORK {
         true => threads.min(b / 4).max(1),
         false => 1,
     };
@@ -542,7 +539,7 @@ mod tests {
         let lengths: Vec<usize> = (0..b).map(|i| 1 + (i * 5) % t).collect();
         for cell in [Cell::Gru, Cell::Lstm] {
             // Enough work to split (see `each_part`).
-            assert!(t * b * cell.gates() * hid * hid >= PAR_WORK);
+            assert!(t * b * cell.gates() * hid * hid >= deepgen_kernels::par::PAR_WORK);
             for reverse in [false, true] {
                 let spec = Spec {
                     cell,
