@@ -25,7 +25,7 @@ pub mod text;
 
 pub use dataset::{Binarized, Dataset, InMemory, Pixels, Scale, Subset};
 pub use error::{Error, Result};
-pub use loader::{Batch, DataLoader, LoaderConfig};
+pub use loader::{Batch, DataLoader, LoaderConfig, Shard, Share};
 
 /// The loader, the data set trait and the built-in sets:
 /// `use deepgen_data::prelude::*;`.

@@ -24,6 +24,74 @@ pub struct LoaderConfig {
     pub scale: Scale,
     /// Prepare the next batch on a background thread.
     pub prefetch: bool,
+    /// This process's part of each batch in a data-parallel run.
+    pub shard: Shard,
+}
+
+/// Which part of every batch this process takes in a data-parallel run of
+/// `ranks` processes: `batch_size` stays the global batch, and rank `r`
+/// takes the contiguous rows `[r n / ranks, (r + 1) n / ranks)` of each
+/// batch of `n` items (shares differ by at most one item). Every rank
+/// shuffles with the same seed, so the shares are disjoint and cover the
+/// epoch; a global batch of fewer items than ranks (only ever the last)
+/// is dropped on every rank, as no rank may sit out a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub ranks: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { rank: 0, ranks: 1 }
+    }
+}
+
+impl Shard {
+    /// This rank's rows of a global batch of `n` items.
+    pub fn range(&self, n: usize) -> std::ops::Range<usize> {
+        let ranks = self.ranks.max(1);
+        self.rank * n / ranks..(self.rank + 1) * n / ranks
+    }
+}
+
+/// Where a batch's rows sit in the global batch of a data-parallel step
+/// (all of it, in a one-process run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// The first global row this batch holds.
+    pub offset: usize,
+    /// Rows in this batch.
+    pub len: usize,
+    /// Rows in the global batch.
+    pub global: usize,
+}
+
+impl Share {
+    /// The share of a one-process batch of `n` rows: all of it.
+    pub fn whole(n: usize) -> Self {
+        Share {
+            offset: 0,
+            len: n,
+            global: n,
+        }
+    }
+
+    /// This batch's rows of `t`, a tensor whose first axis runs over the
+    /// global batch: what a step draws for the whole batch (noise, say) so
+    /// that every rank's items get what one process would have given them.
+    pub fn rows<T: deepgen_tensor::Element>(&self, t: Tensor<T>) -> Result<Tensor<T>> {
+        if self.len == self.global {
+            return Ok(t);
+        }
+        Ok(t.narrow(0, self.offset, self.len)?.contiguous())
+    }
+
+    /// The fraction of the global batch this batch holds (the weight of
+    /// its mean loss in the global mean).
+    pub fn weight(&self) -> f64 {
+        self.len as f64 / self.global.max(1) as f64
+    }
 }
 
 impl Default for LoaderConfig {
@@ -35,6 +103,7 @@ impl Default for LoaderConfig {
             drop_last: false,
             scale: Scale::ZeroOne,
             prefetch: true,
+            shard: Shard::default(),
         }
     }
 }
@@ -45,6 +114,8 @@ pub struct Batch {
     pub images: Tensor<f32>,
     pub labels: Option<Vec<usize>>,
     pub indices: Vec<usize>,
+    /// Where these rows sit in the global batch (data-parallel runs).
+    pub share: Share,
 }
 
 /// Batches of a data set, epoch after epoch.
@@ -91,6 +162,13 @@ impl DataLoader {
         Ok(DataLoader { dataset, config })
     }
 
+    /// The same loader taking `shard`'s part of every batch.
+    pub fn sharded(&self, shard: Shard) -> DataLoader {
+        let mut l = self.clone();
+        l.config.shard = shard;
+        l
+    }
+
     pub fn dataset(&self) -> &Arc<dyn Dataset> {
         &self.dataset
     }
@@ -102,7 +180,8 @@ impl DataLoader {
     /// Number of batches per epoch.
     pub fn num_batches(&self) -> usize {
         let (n, b) = (self.dataset.len(), self.config.batch_size);
-        if self.config.drop_last {
+        let ranks = self.config.shard.ranks.max(1);
+        if self.config.drop_last || (n % b > 0 && n % b < ranks) {
             n / b
         } else {
             n.div_ceil(b)
@@ -130,17 +209,20 @@ impl DataLoader {
     /// gathered): where an interrupted run resumes inside an epoch.
     pub fn epoch_from(&self, epoch: u64, skip: usize) -> EpochIter {
         let order = self.order(epoch);
-        let mut chunks: Vec<Vec<usize>> = order
+        let shard = self.config.shard;
+        let mut chunks: Vec<(Vec<usize>, Share)> = order
             .chunks(self.config.batch_size)
-            .map(|c| c.to_vec())
+            .map(|c| {
+                let rows = shard.range(c.len());
+                let share = Share {
+                    offset: rows.start,
+                    len: rows.len(),
+                    global: c.len(),
+                };
+                (c[rows].to_vec(), share)
+            })
             .collect();
-        if self.config.drop_last
-            && chunks
-                .last()
-                .is_some_and(|c| c.len() < self.config.batch_size)
-        {
-            chunks.pop();
-        }
+        chunks.truncate(self.num_batches());
         chunks.drain(..skip.min(chunks.len()));
         if !self.config.prefetch {
             return EpochIter {
@@ -155,7 +237,7 @@ impl DataLoader {
         std::thread::spawn(move || {
             for c in chunks {
                 // A closed channel means the consumer stopped early.
-                if tx.send(loader.batch(c)).is_err() {
+                if tx.send(loader.shared_batch(c.0, c.1)).is_err() {
                     break;
                 }
             }
@@ -167,6 +249,12 @@ impl DataLoader {
 
     /// Gathers and scales the items `indices` into one batch.
     pub fn batch(&self, indices: Vec<usize>) -> Result<Batch> {
+        let share = Share::whole(indices.len());
+        self.shared_batch(indices, share)
+    }
+
+    /// A batch that is `share` of a global batch.
+    fn shared_batch(&self, indices: Vec<usize>, share: Share) -> Result<Batch> {
         let mut shape = vec![indices.len()];
         shape.extend(self.dataset.item_shape());
         let mut buf = Buffer::for_overwrite(shape.iter().product());
@@ -181,6 +269,7 @@ impl DataLoader {
             images: Tensor::from_buffer(buf, &shape)?,
             labels,
             indices,
+            share,
         })
     }
 }
@@ -188,7 +277,7 @@ impl DataLoader {
 enum Inner {
     Direct {
         loader: DataLoader,
-        chunks: std::vec::IntoIter<Vec<usize>>,
+        chunks: std::vec::IntoIter<(Vec<usize>, Share)>,
     },
     Prefetch(mpsc::Receiver<Result<Batch>>),
 }
@@ -203,7 +292,9 @@ impl Iterator for EpochIter {
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
-            Inner::Direct { loader, chunks } => chunks.next().map(|c| loader.batch(c)),
+            Inner::Direct { loader, chunks } => chunks
+                .next()
+                .map(|(c, share)| loader.shared_batch(c, share)),
             Inner::Prefetch(rx) => rx.recv().ok(),
         }
     }
@@ -224,6 +315,70 @@ mod tests {
             )
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn rank_shares_are_disjoint_cover_each_batch_and_keep_its_order() {
+        for (n, b, ranks) in [(10, 4, 2), (10, 4, 3), (23, 8, 3), (9, 3, 2), (7, 7, 3)] {
+            let cfg = |rank| LoaderConfig {
+                batch_size: b,
+                seed: 5,
+                prefetch: rank % 2 == 0,
+                shard: Shard { rank, ranks },
+                ..Default::default()
+            };
+            let whole = DataLoader::new(data(n), cfg(0)).unwrap();
+            let single = DataLoader::new(
+                data(n),
+                LoaderConfig {
+                    shard: Shard::default(),
+                    ..cfg(0)
+                },
+            )
+            .unwrap();
+            let per_rank: Vec<Vec<Batch>> = (0..ranks)
+                .map(|r| {
+                    let l = DataLoader::new(data(n), cfg(r)).unwrap();
+                    assert_eq!(l.num_batches(), whole.num_batches());
+                    l.epoch(1).collect::<Result<_>>().unwrap()
+                })
+                .collect();
+            let globals: Vec<Batch> = single.epoch(1).collect::<Result<_>>().unwrap();
+            for (i, g) in globals.iter().enumerate().take(whole.num_batches()) {
+                // Rank by rank, the shares spell out the one-process batch.
+                let joined: Vec<usize> =
+                    per_rank.iter().flat_map(|r| r[i].indices.clone()).collect();
+                assert_eq!(joined, g.indices, "n {n} b {b} ranks {ranks} batch {i}");
+                for r in &per_rank {
+                    let s = r[i].share;
+                    assert_eq!(s.global, g.indices.len());
+                    assert_eq!(&g.indices[s.offset..s.offset + s.len], &r[i].indices[..]);
+                    assert!(s.len > 0);
+                }
+            }
+            // Only a last batch smaller than the number of ranks is dropped.
+            let dropped = globals.len() - whole.num_batches();
+            assert_eq!(dropped, usize::from(n % b > 0 && n % b < ranks));
+        }
+    }
+
+    #[test]
+    fn share_rows_pick_this_ranks_rows_of_a_global_draw() {
+        let t = Tensor::from_vec((0..12).map(|v| v as f32).collect(), &[6, 2]).unwrap();
+        let s = Share {
+            offset: 2,
+            len: 3,
+            global: 6,
+        };
+        assert_eq!(
+            s.rows(t.clone()).unwrap().to_vec(),
+            [4., 5., 6., 7., 8., 9.]
+        );
+        assert_eq!(
+            Share::whole(6).rows(t.clone()).unwrap().to_vec(),
+            t.to_vec()
+        );
+        assert!((s.weight() - 0.5).abs() < 1e-12);
     }
 
     #[test]
