@@ -3,6 +3,24 @@
 use crate::export::{Attr, Graph};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
+static SYNC: AtomicBool = AtomicBool::new(false);
+
+/// Synchronised BatchNorm for every BatchNorm layer of this process
+/// (PyTorch's `SyncBatchNorm.convert_sync_batchnorm` on the whole model):
+/// in a data-parallel run, training-mode statistics are taken over the
+/// global batch — per-channel sums all-reduced across the ranks, forward
+/// and backward — so N ranks normalise as one process would. Off by
+/// default, as in PyTorch DDP, where each rank normalises its own share.
+/// In one process it changes nothing.
+pub fn set_sync_batch_norm(on: bool) {
+    SYNC.store(on, Ordering::Relaxed);
+}
+
+/// Whether BatchNorm layers synchronise their statistics across ranks.
+pub fn sync_batch_norm() -> bool {
+    SYNC.load(Ordering::Relaxed)
+}
+
 use crate::module::rectify;
 use crate::{Element, Error, Forward, Module, Result, Tensor, Var};
 
@@ -129,13 +147,19 @@ impl<T: Element> BatchNorm<T> {
                 });
             }
             let (w, b) = (self.weight.as_ref(), self.bias.as_ref());
-            let out = x.batch_norm_rectified(w, b, self.config.eps, slope)?;
+            let (y, mean, var, count) = match sync_batch_norm() && deepgen_dist::distributed() {
+                true => self.synchronised(x, &channel_shape, count, slope)?,
+                false => {
+                    let out = x.batch_norm_rectified(w, b, self.config.eps, slope)?;
+                    (out.y, out.mean, out.var, count)
+                }
+            };
             let n = self.num_batches_tracked.fetch_add(1, Ordering::Relaxed) + 1;
             let m = self.config.momentum.unwrap_or(1.0 / n as f64);
             let unbiased = count as f64 / (count - 1) as f64;
             for (running, batch, k) in [
-                (&self.running_mean, &out.mean, 1.0),
-                (&self.running_var, &out.var, unbiased),
+                (&self.running_mean, &mean, 1.0),
+                (&self.running_var, &var, unbiased),
             ] {
                 let new: Vec<T> = (running.value().to_vec().into_iter())
                     .zip(batch.to_vec())
@@ -143,7 +167,7 @@ impl<T: Element> BatchNorm<T> {
                     .collect();
                 running.set_value(Tensor::from_vec(new, &[c])?)?;
             }
-            return Ok(out.y);
+            return Ok(y);
         }
         // Eval mode: y = (x - running_mean) * scale + bias with
         // scale = weight / sqrt(running_var + eps) per channel.
@@ -161,6 +185,48 @@ impl<T: Element> BatchNorm<T> {
             None => y,
             Some(s) => rectify(&y, s),
         })
+    }
+}
+
+/// Output, batch mean and biased variance, and the global count per channel.
+type Synchronised<T> = (Var<T>, Tensor<T>, Tensor<T>, usize);
+
+impl<T: Element> BatchNorm<T> {
+    /// Training-mode BatchNorm over the global batch of a data-parallel
+    /// step: the per-channel sum and then the sum of squared deviations are
+    /// summed over the ranks ([`deepgen_dist::all_sum`], whose backward
+    /// sums the ranks' gradients), the same two-pass statistics one process
+    /// takes. Returns the output, the batch mean and biased variance, and
+    /// the global count per channel.
+    fn synchronised(
+        &self,
+        x: &Var<T>,
+        channel_shape: &[usize],
+        count: usize,
+        slope: Option<T>,
+    ) -> Result<Synchronised<T>> {
+        let axes: Vec<usize> = (0..x.shape().len()).filter(|&a| a != 1).collect();
+        let mut total = [count as f64];
+        deepgen_dist::world().sum_f64(&mut total);
+        let inv = T::of(1.0 / total[0]);
+        let mean = deepgen_dist::all_sum(&x.sum(&axes, true)?)?.mul_scalar(inv);
+        let centred = x.sub(&mean)?;
+        let var = deepgen_dist::all_sum(&centred.square().sum(&axes, true)?)?.mul_scalar(inv);
+        let mut y = centred.mul(&var.add_scalar(T::of(self.config.eps)).powf(T::of(-0.5)))?;
+        if let Some(w) = &self.weight {
+            y = y.mul(&w.reshape(channel_shape)?)?;
+        }
+        if let Some(b) = &self.bias {
+            y = y.add(&b.reshape(channel_shape)?)?;
+        }
+        let c = channel_shape[1];
+        let flat = |v: &Var<T>| v.value().reshape(&[c]);
+        let (m, v) = (flat(&mean)?, flat(&var)?);
+        let y = match slope {
+            None => y,
+            Some(s) => rectify(&y, s),
+        };
+        Ok((y, m, v, total[0] as usize))
     }
 }
 
@@ -283,5 +349,54 @@ impl<T: Element> Forward<T> for LayerNorm<T> {
         let scale = g.node("Reshape", &[&scale, &scale_shape], vec![]);
         let bias = g.node("Reshape", &[&bias, &bias_shape], vec![]);
         Ok(g.node("LayerNormalization", &[x, &scale, &bias], attrs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deepgen_autograd::grad;
+    use rand::SeedableRng;
+
+    /// The synchronised path (composed of ops, with the all-reduce that is
+    /// the identity in one process) against the fused batch-statistics op:
+    /// outputs, statistics and gradients, with and without a rectifier.
+    #[test]
+    fn synchronised_statistics_equal_the_fused_op_in_one_process() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for slope in [None, Some(0.0), Some(0.2)] {
+            let bn = BatchNorm::<f64>::new2d(4, BatchNormConfig::default());
+            let w = bn.weight.as_ref().unwrap();
+            w.set_value(Tensor::randn(&[4], 1.0, 0.3, &mut rng))
+                .unwrap();
+            let b = bn.bias.as_ref().unwrap();
+            b.set_value(Tensor::randn(&[4], 0.0, 0.3, &mut rng))
+                .unwrap();
+            let x = Var::parameter(Tensor::randn(&[6, 4, 3, 2], 0.5, 2.0, &mut rng));
+            let probe = Var::constant(Tensor::randn(&[6, 4, 3, 2], 0.0, 1.0, &mut rng));
+            let fused = x
+                .batch_norm_rectified(Some(w), Some(b), 1e-5, slope)
+                .unwrap();
+            let (y, mean, var, count) = bn.synchronised(&x, &[1, 4, 1, 1], 36, slope).unwrap();
+            assert_eq!(count, 36);
+            let close = |a: Vec<f64>, b: Vec<f64>, what: &str| {
+                for (p, q) in a.iter().zip(&b) {
+                    assert!(
+                        (p - q).abs() <= 1e-10 * (1.0 + q.abs()),
+                        "{what} {slope:?}: {p} vs {q}"
+                    );
+                }
+            };
+            close(y.value().to_vec(), fused.y.value().to_vec(), "output");
+            close(mean.to_vec(), fused.mean.to_vec(), "mean");
+            close(var.to_vec(), fused.var.to_vec(), "variance");
+            let inputs = [x.clone(), w.clone(), b.clone()];
+            let loss = |y: &Var<f64>| y.mul(&probe).unwrap().sum_all().unwrap();
+            let g1 = grad(&[loss(&y)], &inputs, false).unwrap();
+            let g2 = grad(&[loss(&fused.y)], &inputs, false).unwrap();
+            for (a, b) in g1.iter().zip(&g2) {
+                close(a.value().to_vec(), b.value().to_vec(), "gradient");
+            }
+        }
     }
 }
