@@ -160,15 +160,7 @@ impl Checkpoint {
         if !run.is_writer() {
             return Ok(root.join(name));
         }
-        self.trainer
-            .push(("epochs_done".into(), i64s(vec![at.epochs_done as i64])));
-        self.trainer
-            .push(("batches_done".into(), i64s(vec![at.batches_done as i64])));
-        self.trainer
-            .push(("global_step".into(), i64s(vec![global_step as i64])));
-        let trainer = std::mem::take(&mut self.trainer);
-        self.files
-            .insert(TRAINER_FILE.into(), (trainer, HashMap::new()));
+        self.seal(at, global_step);
         std::fs::create_dir_all(&root).map_err(io(&root))?;
         let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -201,6 +193,37 @@ impl Checkpoint {
         crash_point("checkpoint-prune");
         prune(&root)?;
         Ok(dir)
+    }
+}
+
+impl Checkpoint {
+    /// Adds the progress file: where the run stands.
+    fn seal(&mut self, at: Position, global_step: u64) {
+        self.trainer
+            .push(("epochs_done".into(), i64s(vec![at.epochs_done as i64])));
+        self.trainer
+            .push(("batches_done".into(), i64s(vec![at.batches_done as i64])));
+        self.trainer
+            .push(("global_step".into(), i64s(vec![global_step as i64])));
+        let trainer = std::mem::take(&mut self.trainer);
+        self.files
+            .insert(TRAINER_FILE.into(), (trainer, HashMap::new()));
+    }
+
+    /// The whole checkpoint as one byte string (each file's safetensors
+    /// bytes, framed by name and length): what rank 0 of a data-parallel
+    /// run sends the others at the start, [`Restored::from_bytes`] reads.
+    pub(crate) fn into_bytes(mut self, at: Position, global_step: u64) -> Result<Vec<u8>> {
+        self.seal(at, global_step);
+        let mut out = Vec::new();
+        for (stem, (entries, meta)) in &self.files {
+            let bytes = checkpoint::to_bytes(entries, Some(meta.clone()))?;
+            for part in [stem.as_bytes(), &bytes[..]] {
+                out.extend((part.len() as u64).to_le_bytes());
+                out.extend(part);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -426,6 +449,36 @@ impl Restored {
             .try_into()
             .map_err(|_| r.bad("global_step"))?;
         Ok(r)
+    }
+
+    /// A checkpoint sent as [`Checkpoint::into_bytes`]; `dir` names it in
+    /// errors.
+    pub(crate) fn from_bytes(dir: &Path, bytes: &[u8]) -> Result<Restored> {
+        let corrupt = || Error::Corrupt {
+            path: dir.to_path_buf(),
+            reason: "a checkpoint sent between ranks is truncated".into(),
+        };
+        let mut at = 0usize;
+        let mut next = || -> Result<&[u8]> {
+            let len = bytes
+                .get(at..at + 8)
+                .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+                .ok_or_else(corrupt)?;
+            let part = bytes.get(at + 8..at + 8 + len).ok_or_else(corrupt)?;
+            at += 8 + len;
+            Ok(part)
+        };
+        let mut files = BTreeMap::new();
+        loop {
+            let stem = match next() {
+                Ok(s) if !s.is_empty() => String::from_utf8_lossy(s).into_owned(),
+                Ok(_) => return Err(corrupt()),
+                Err(_) => break,
+            };
+            let path = dir.join(format!("{stem}.safetensors"));
+            files.insert(stem, checkpoint::from_bytes(&path, next()?)?);
+        }
+        Self::from_files(dir, files)
     }
 
     pub fn dir(&self) -> &Path {

@@ -53,6 +53,10 @@ pub struct RunConfig {
     /// Whether this process writes the run directory (false on all but
     /// one rank of a data-parallel run).
     pub writer: bool,
+    /// Synchronised BatchNorm in a data-parallel run: statistics over the
+    /// global batch ([`deepgen_nn::set_sync_batch_norm`]); off, each rank
+    /// normalises its share, as in PyTorch DDP.
+    pub sync_batch_norm: bool,
     /// Metadata added to every module file of a checkpoint (what the model
     /// was trained on, say, so evaluation can default to it).
     pub metadata: std::collections::BTreeMap<String, String>,
@@ -74,6 +78,7 @@ impl Default for RunConfig {
             patience: None,
             min_delta: 0.0,
             writer: true,
+            sync_batch_norm: false,
             metadata: Default::default(),
         }
     }
@@ -287,6 +292,14 @@ pub fn fit(
     hooks: &mut [&mut dyn Hook],
 ) -> Result<Fitted> {
     let invalid = |op, msg: String| Err(Error::Invalid { op, msg });
+    let world = deepgen_dist::world();
+    // Data-parallel: this rank's share of every global batch.
+    let shard = deepgen_data::Shard {
+        rank: world.rank(),
+        ranks: world.size(),
+    };
+    let loader = &loader.sharded(shard);
+    deepgen_nn::set_sync_batch_norm(config.sync_batch_norm);
     if config.epochs == 0 {
         return invalid("train", "--epochs must be at least 1".into());
     }
@@ -301,53 +314,50 @@ pub fn fit(
     // Every check that can fail on the settings alone comes before the run
     // directory is touched (--force would otherwise have removed a run).
     let mut monitor = Monitor::new(config, &columns)?;
-    let run = RunDir::new(&config.out_dir, config.writer);
-    let _lock = run.lock()?;
-    let _listening = crate::interrupt::Listening::start();
-    run.prepare(config.start)?;
-    let (mut first_epoch, mut global_step, mut kept) = (0, 0u64, None);
-    // An interrupted run resumes inside its epoch: batches done, and the
-    // epoch's running means so far.
-    let mut partial: Option<(usize, Meter)> = None;
-    let mut start = config.start;
-    if start == Start::Resume && crate::checkpoint::checkpoint_dir(&run, "last")?.is_none() {
-        // Stopped before its first checkpoint was complete: nothing to
-        // continue from, so the run starts again (with the same settings).
-        check_settings(&run, record)?;
-        eprintln!(
-            "note: {} has no complete checkpoint yet; the run starts from the beginning",
-            run.path().display()
-        );
-        run.prepare(Start::Force)?;
-        start = Start::Force;
+    if world.size() > 1 {
+        crate::parallel::check_same_settings(record)?;
     }
-    if start == Start::Resume {
-        let restored = resume(task, &run, record, &mut monitor)?;
-        (first_epoch, global_step) = (restored.epochs_done, restored.global_step);
-        kept = Some(restored.dir().display().to_string());
-        if restored.batches_done > 0 {
-            let meter = Meter::restore(&restored, step_columns.len())?;
-            partial = Some((restored.batches_done, meter));
-        }
+    let run = RunDir::new(&config.out_dir, config.writer && world.rank() == 0);
+    let _listening = crate::interrupt::Listening::start();
+    let opened = match run.is_writer() {
+        true => open_run(
+            task,
+            &run,
+            config.start,
+            record,
+            &mut monitor,
+            step_columns.len(),
+        ),
+        false => Ok((None, Begun::default())),
+    };
+    let (_lock, begun) = match world.size() {
+        1 => opened?,
+        _ => share_start(task, &run, opened, &mut monitor, step_columns.len())?,
+    };
+    let Begun {
+        first_epoch,
+        mut global_step,
+        mut kept,
+        mut partial,
+        start,
+    } = begun;
+    if start == Start::Resume && first_epoch >= config.epochs {
+        // Complete already (a crash after its last checkpoint, say):
+        // nothing to train, as Keras and Lightning treat it.
         if run.is_writer() {
-            crate::checkpoint::repair(&run)?;
-        }
-        if first_epoch >= config.epochs {
-            // Complete already (a crash after its last checkpoint, say):
-            // nothing to train, as Keras and Lightning treat it.
             eprintln!(
                 "note: the run in {} already has {first_epoch} epochs; nothing to train (pass a larger --epochs to continue it)",
                 run.path().display()
             );
-            return Ok(Fitted {
-                history: Vec::new(),
-                stopped_early: None,
-                best: monitor.best,
-            });
         }
+        return Ok(Fitted {
+            history: Vec::new(),
+            stopped_early: None,
+            best: monitor.best,
+        });
     }
     run.write_json(CONFIG_FILE, record)?;
-    let resume_at = (start == Start::Resume).then_some(first_epoch);
+    let resume_at = (start == Start::Resume && run.is_writer()).then_some(first_epoch);
     let mut metrics = MetricsCsv::open(&run, columns.clone(), resume_at)?;
     let mut tb = match config.tensorboard && run.is_writer() {
         true => {
@@ -368,7 +378,8 @@ pub fn fit(
     };
     for epoch in first_epoch..config.epochs {
         let start = Instant::now();
-        let bar = Progress::epoch(config.progress, loader.num_batches(), epoch, config.epochs);
+        let shown = config.progress && run.is_writer();
+        let bar = Progress::epoch(shown, loader.num_batches(), epoch, config.epochs);
         let (skip, mut meter) = partial
             .take()
             .unwrap_or_else(|| (0, Meter::new(step_columns.len())));
@@ -401,6 +412,7 @@ pub fn fit(
                 let mut checkpoint = Checkpoint::new();
                 task.save(&mut checkpoint)?;
                 checkpoint.add_metadata(&config.metadata);
+                checkpoint.number(RANKS, world.size() as f64);
                 monitor.save(&mut checkpoint);
                 meter.save(&mut checkpoint, seconds);
                 let at = Position {
@@ -428,6 +440,9 @@ pub fn fit(
             );
         }
         row.extend(end);
+        if world.size() > 1 {
+            crate::parallel::check_ranks_agree(&*task, epoch)?;
+        }
         let items_per_second = meter.items as f64 / seconds.max(1e-9);
         row.extend([Some(seconds), Some(items_per_second)]);
         bar.finish(&summary(&columns, &row));
@@ -438,6 +453,7 @@ pub fn fit(
         let mut checkpoint = Checkpoint::new();
         task.save(&mut checkpoint)?;
         checkpoint.add_metadata(&config.metadata);
+        checkpoint.number(RANKS, world.size() as f64);
         monitor.save(&mut checkpoint);
         let at = Position {
             epochs_done: epoch + 1,
@@ -464,7 +480,7 @@ pub fn fit(
             stop |= h.on_epoch(&record) == Control::Stop;
         }
         fitted.history.push(record);
-        if crate::interrupt::requested() && epoch + 1 < config.epochs {
+        if crate::parallel::stop_requested() && epoch + 1 < config.epochs {
             return Err(interrupted(dir, at, tb));
         }
         if stop {
@@ -486,7 +502,155 @@ pub fn fit(
     if let Some(w) = &mut tb {
         w.flush()?;
     }
+    if world.size() > 1 && run.is_writer() && !fitted.history.is_empty() {
+        eprintln!(
+            "note: {} trained one model: every rank's parameters and buffers were bit-identical at each epoch's end",
+            world.engine()
+        );
+    }
     Ok(fitted)
+}
+
+/// The checkpoint number holding how many processes wrote it.
+const RANKS: &str = "ranks";
+
+/// Where a run starts: from scratch, or from its last checkpoint.
+#[derive(Default)]
+struct Begun {
+    first_epoch: usize,
+    global_step: u64,
+    /// The checkpoint in force (named when a run stops on a NaN).
+    kept: Option<String>,
+    /// An interrupted epoch: batches done, and its running means so far.
+    partial: Option<(usize, Meter)>,
+    start: Start,
+}
+
+/// Opens the run directory for writing (locked) and restores the task when
+/// resuming: what the writing process (rank 0) does before the first step.
+fn open_run(
+    task: &mut dyn Task,
+    run: &RunDir,
+    mut start: Start,
+    record: &Value,
+    monitor: &mut Monitor,
+    step_columns: usize,
+) -> Result<(Option<crate::run::RunLock>, Begun)> {
+    let lock = run.lock()?;
+    run.prepare(start)?;
+    if start == Start::Resume && crate::checkpoint::checkpoint_dir(run, "last")?.is_none() {
+        // Stopped before its first checkpoint was complete: nothing to
+        // continue from, so the run starts again (with the same settings).
+        check_settings(run, record)?;
+        eprintln!(
+            "note: {} has no complete checkpoint yet; the run starts from the beginning",
+            run.path().display()
+        );
+        run.prepare(Start::Force)?;
+        start = Start::Force;
+    }
+    let mut begun = Begun {
+        start,
+        ..Default::default()
+    };
+    if start == Start::Resume {
+        let restored = resume(task, run, record, monitor)?;
+        (begun.first_epoch, begun.global_step) = (restored.epochs_done, restored.global_step);
+        begun.kept = Some(restored.dir().display().to_string());
+        if restored.batches_done > 0 {
+            let meter = Meter::restore(&restored, step_columns)?;
+            begun.partial = Some((restored.batches_done, meter));
+        }
+        note_other_ranks(&restored);
+        crate::checkpoint::repair(run)?;
+    }
+    Ok((lock, begun))
+}
+
+/// Says whether a resume on another number of processes continues exactly.
+fn note_other_ranks(restored: &Restored) {
+    let then = restored.number(RANKS).map_or(1, |n| n as usize);
+    let now = deepgen_dist::world().size();
+    if then != now {
+        eprintln!(
+            "note: the checkpoint was written by {then} process(es), this run has {now}: the global batch, data order and noise are the same, so it continues as the run would have, up to the order of floating-point sums (and BatchNorm statistics, unless synchronised)"
+        );
+    }
+}
+
+/// Data-parallel start: rank 0 sends what it opened (the task's state,
+/// fresh or resumed, and where the run stands) and every other rank takes
+/// it, so all ranks start bit for bit alike; a rank 0 that could not start
+/// stops every rank with its message.
+fn share_start(
+    task: &mut dyn Task,
+    run: &RunDir,
+    opened: Result<(Option<crate::run::RunLock>, Begun)>,
+    monitor: &mut Monitor,
+    step_columns: usize,
+) -> Result<(Option<crate::run::RunLock>, Begun)> {
+    let world = deepgen_dist::world();
+    let mut bytes = Vec::new();
+    if world.rank() == 0 {
+        let sent = opened.and_then(|(lock, begun)| {
+            let mut c = Checkpoint::new();
+            task.save(&mut c)?;
+            monitor.save(&mut c);
+            c.number("start", f64::from(u8::from(begun.start == Start::Resume)));
+            if let Some((_, meter)) = &begun.partial {
+                meter.save(&mut c, 0.0);
+            }
+            let at = Position {
+                epochs_done: begun.first_epoch,
+                batches_done: begun.partial.as_ref().map_or(0, |p| p.0),
+            };
+            let state = c.into_bytes(at, begun.global_step)?;
+            Ok((lock, begun, state))
+        });
+        return match sent {
+            Ok((lock, begun, state)) => {
+                bytes.push(0);
+                bytes.extend(state);
+                world.broadcast(&mut bytes);
+                Ok((lock, begun))
+            }
+            Err(e) => {
+                bytes.push(1);
+                bytes.extend(e.to_string().into_bytes());
+                world.broadcast(&mut bytes);
+                Err(e)
+            }
+        };
+    }
+    world.broadcast(&mut bytes);
+    let Some((&0, state)) = bytes.split_first() else {
+        let msg = String::from_utf8_lossy(bytes.get(1..).unwrap_or_default()).into_owned();
+        return Err(Error::Invalid {
+            op: "train",
+            msg: format!("rank 0 could not start: {msg}"),
+        });
+    };
+    let restored = Restored::from_bytes(run.path(), state)?;
+    task.restore(&restored)?;
+    monitor.restore(&restored)?;
+    let partial = match restored.batches_done {
+        0 => None,
+        b => Some((b, Meter::restore(&restored, step_columns)?)),
+    };
+    let start = match restored.number("start")? {
+        0.0 => Start::New,
+        _ => Start::Resume,
+    };
+    Ok((
+        None,
+        Begun {
+            first_epoch: restored.epochs_done,
+            global_step: restored.global_step,
+            kept: None,
+            partial,
+            start,
+        },
+    ))
 }
 
 /// The error of a run stopped on request at `at`, whose checkpoint is in
@@ -566,7 +730,11 @@ impl Steps<'_> {
                 batch: b,
                 global_step: *self.global_step,
             };
-            let values = self.task.step(batch?, at).map_err(|e| match e {
+            let batch = batch?;
+            for u in self.task.updaters() {
+                u.set_share(batch.share.weight());
+            }
+            let values = self.task.step(batch, at).map_err(|e| match e {
                 Error::NonFinite {
                     what, value, kept, ..
                 } => Error::NonFinite {
@@ -589,6 +757,17 @@ impl Steps<'_> {
                     ),
                 });
             }
+            crate::checkpoint::crash_point("step");
+            let mut stop = crate::interrupt::requested();
+            let values = match deepgen_dist::distributed() {
+                true => {
+                    crate::parallel::broadcast_buffers(&*self.task)?;
+                    let (values, any_stop) = crate::parallel::reduce_step(values, stop);
+                    stop = any_stop;
+                    values
+                }
+                false => values,
+            };
             *self.global_step += 1;
             self.meter.add(&values);
             if let Some(w) = self.tb.as_deref_mut() {
@@ -603,7 +782,7 @@ impl Steps<'_> {
             }
             self.bar.step(|| summary(self.columns, &self.meter.means()));
             let between_updates = self.task.updaters().iter().all(|u| u.pending() == 0);
-            if crate::interrupt::requested() && between_updates && b + 1 < last {
+            if stop && between_updates && b + 1 < last {
                 return Ok(Some(b + 1));
             }
         }
@@ -692,7 +871,12 @@ fn write_epoch_outputs(
         }
     }
     if config.images {
-        for p in task.pictures()? {
+        // Only this rank draws: BatchNorm must not wait for the others.
+        let synced = deepgen_nn::sync_batch_norm();
+        deepgen_nn::set_sync_batch_norm(false);
+        let pictures = task.pictures();
+        deepgen_nn::set_sync_batch_norm(synced);
+        for p in pictures? {
             let opts = GridOptions {
                 range: p.range,
                 ..Default::default()

@@ -29,6 +29,7 @@ pub mod grid;
 pub mod interrupt;
 pub mod metrics;
 mod optimizer;
+mod parallel;
 pub mod plot;
 pub mod progress;
 pub mod run;

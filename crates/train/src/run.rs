@@ -34,10 +34,11 @@ pub struct RunDir {
 }
 
 /// How a run starts in its directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Start {
     /// A new run; the directory must be empty or absent.
+    #[default]
     New,
     /// A new run over an old one: the old run's files are removed first.
     Force,
@@ -266,7 +267,17 @@ impl Drop for RunLock {
 /// lock is taken as held: better a message than two writers.
 fn alive(pid: u32) -> bool {
     let proc = Path::new("/proc");
-    !proc.exists() || proc.join(pid.to_string()).exists()
+    if !proc.exists() {
+        return true;
+    }
+    // A zombie (state Z: ended, not yet reaped, e.g. a rank mpirun just
+    // killed) holds nothing.
+    match std::fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// Writes a file atomically, creating its folder (for outputs outside a

@@ -140,7 +140,15 @@ pub struct Updater {
     /// Updates the schedule spans (a linear or cosine schedule is sized by it).
     total: u64,
     last_grad_norm: Option<f64>,
+    /// This rank's fraction of the global batch of the current step (1 in
+    /// one process): its mean loss is weighted by it, so the ranks'
+    /// gradients add up to the global batch's.
+    share: f64,
 }
+
+/// Gradient values per all-reduce of a data-parallel update (PyTorch DDP's
+/// default bucket is 25 MB; 4 M floats is 16 MB).
+const BUCKET: usize = 1 << 22;
 
 impl Updater {
     /// `name` names it in messages ("the generator loss became NaN") and in
@@ -194,6 +202,7 @@ impl Updater {
             updates: 0,
             total,
             last_grad_norm: None,
+            share: 1.0,
         })
     }
 
@@ -244,9 +253,10 @@ impl Updater {
             self.opt.zero_grad();
         }
         let params = self.opt.params();
-        let scaled = match self.config.accumulate {
-            1 => loss,
-            n => loss.mul_scalar(1.0 / n as f32),
+        let weight = self.share / self.config.accumulate as f64;
+        let scaled = match weight == 1.0 {
+            true => loss,
+            false => loss.mul_scalar(weight as f32),
         };
         scaled.backward_inputs(&params)?;
         drop(scaled);
@@ -274,7 +284,59 @@ impl Updater {
         Ok(true)
     }
 
+    /// Sets this rank's fraction of the global batch for the coming steps
+    /// (the runtime does, from each batch's [`deepgen_data::Share`]).
+    pub fn set_share(&mut self, weight: f64) {
+        self.share = weight;
+    }
+
+    /// Sums the ranks' gradients in place (data-parallel runs): buckets of
+    /// the flattened gradients in the optimizer's parameter order, the same
+    /// on every rank. Each parameter carries a flag, so one that no rank
+    /// gave a gradient keeps none (and the optimizer skips it, as in one
+    /// process).
+    fn reduce_grads(&self) -> Result<()> {
+        let world = deepgen_dist::world();
+        if world.size() == 1 {
+            return Ok(());
+        }
+        let params = self.opt.params();
+        let mut start = 0;
+        while start < params.len() {
+            let mut end = start;
+            let mut len = 0;
+            while end < params.len() && (end == start || len + params[end].numel() < BUCKET) {
+                len += params[end].numel() + 1;
+                end += 1;
+            }
+            let bucket = &params[start..end];
+            let mut flat = Vec::with_capacity(len);
+            for p in bucket {
+                match p.grad() {
+                    Some(g) => {
+                        flat.extend(g.to_vec());
+                        flat.push(1.0);
+                    }
+                    None => flat.extend(std::iter::repeat_n(0.0, p.numel() + 1)),
+                }
+            }
+            world.sum_f32(&mut flat);
+            let mut at = 0;
+            for p in bucket {
+                let n = p.numel();
+                if flat[at + n] > 0.0 {
+                    let g = Tensor::from_vec(flat[at..at + n].to_vec(), &p.shape())?;
+                    p.set_grad(Some(g))?;
+                }
+                at += n + 1;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
     fn update(&mut self) -> Result<()> {
+        self.reduce_grads()?;
         if self.pending < self.config.accumulate {
             // Fewer micro-batches than usual (an epoch's end): each was scaled
             // by 1 / accumulate, so rescale to their mean.
