@@ -51,7 +51,17 @@ fn main() -> deepgen_gan::Result<()> {
         let start = Instant::now();
         let z = Var::constant(Tensor::randn(&[64, g.latent_dim()], 0.0, 1.0, &mut rng));
         let fake = g.generate(&z, None)?;
-        discriminator_step(&d, &mut opt_d, &real, &fake.value(), None, &train, &mut rng)?;
+        let share = deepgen_data::Share::whole(64);
+        discriminator_step(
+            &d,
+            &mut opt_d,
+            &real,
+            &fake.value(),
+            None,
+            &train,
+            &mut rng,
+            share,
+        )?;
         generator_step(&d, &mut opt_g, fake, None, train.loss)?;
         if i >= 5 {
             println!("ms {:.3}", start.elapsed().as_secs_f64() * 1e3);

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 
 use deepgen_autograd::{no_grad, Tensor, Var};
-use deepgen_data::{Batch, DataLoader, Dataset, LoaderConfig, Scale};
+use deepgen_data::{Batch, DataLoader, Dataset, LoaderConfig, Scale, Share};
 use deepgen_nn::Module;
 use deepgen_train::{
     At, Chart, Checkpoint, EpochRecord, OnEpoch, OptimizerConfig, Picture, Restored, RunConfig,
@@ -166,8 +166,11 @@ fn mean_output(kind: GanLoss, out: &Var<f32>) -> f64 {
 
 /// One discriminator update on a real batch and a generated batch (values,
 /// so nothing flows into the generator); `rng` draws the gradient-penalty
-/// interpolation weights. The penalties' `create_graph` gradients stay
-/// inside the loss; only the final parameter gradients reach the updater.
+/// interpolation weights, for the whole of a data-parallel step's global
+/// batch of which `share` says the rows this batch holds. The penalties'
+/// `create_graph` gradients stay inside the loss (they never cross ranks);
+/// only the final parameter gradients reach the updater.
+#[allow(clippy::too_many_arguments)]
 pub fn discriminator_step<R: Rng + ?Sized>(
     d: &dyn Discriminator,
     updater: &mut Updater,
@@ -176,6 +179,7 @@ pub fn discriminator_step<R: Rng + ?Sized>(
     labels: Option<&[usize]>,
     config: &TrainConfig,
     rng: &mut R,
+    share: Share,
 ) -> Result<DStep> {
     let x = match config.r1_gamma {
         Some(_) => Var::parameter(real.clone()),
@@ -186,8 +190,14 @@ pub fn discriminator_step<R: Rng + ?Sized>(
     let mut loss = discriminator_loss(config.loss, &r, &f)?;
     let mut penalty = 0.0;
     if config.loss == GanLoss::Wasserstein && config.gp_lambda > 0.0 {
-        let eps: Vec<f32> = (0..real.shape()[0]).map(|_| rng.random()).collect();
-        let gp = gradient_penalty(d, real, fake, &eps, labels)?;
+        let all: Vec<f32> = (0..share.global).map(|_| rng.random()).collect();
+        let eps = all
+            .get(share.offset..share.offset + real.shape()[0])
+            .ok_or_else(|| Error::Invalid {
+                op: "discriminator_step",
+                msg: format!("{share:?} does not fit a batch of {}", real.shape()[0]),
+            })?;
+        let gp = gradient_penalty(d, real, fake, eps, labels)?;
         penalty += gp.item()? as f64;
         loss = loss.add(&gp.mul_scalar(config.gp_lambda as f32))?;
     }
@@ -326,7 +336,10 @@ impl Task for GanTask<'_> {
         let (g, c) = (self.g, self.config);
         let n = batch.indices.len();
         let labels = batch.labels.as_deref().filter(|_| self.conditional);
-        let z = Var::constant(Tensor::randn(&[n, g.latent_dim()], 0.0, 1.0, &mut self.rng));
+        // The whole global batch's noise, of which this rank takes its rows.
+        let share = batch.share;
+        let z = Tensor::randn(&[share.global, g.latent_dim()], 0.0, 1.0, &mut self.rng);
+        let z = Var::constant(share.rows(z)?);
         let g_turn = (at.batch + 1).is_multiple_of(c.n_critic);
         let fake = match g_turn {
             true => g.generate(&z, labels)?,
@@ -340,6 +353,7 @@ impl Task for GanTask<'_> {
             labels,
             c,
             &mut self.rng,
+            share,
         )?;
         let mut g_loss = None;
         if g_turn {

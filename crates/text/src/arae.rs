@@ -20,7 +20,7 @@ use std::path::Path;
 
 use deepgen_autograd::{no_grad, Element, Tensor, Var};
 use deepgen_data::text::{batch, TextBatch, TextSet, Vocab, PAD};
-use deepgen_data::Batch;
+use deepgen_data::{Batch, Share};
 use deepgen_gan::trainer::{discriminator_step, generator_step, TrainConfig as GanConfig};
 use deepgen_gan::{Activation, GanLoss, MlpDiscriminator, MlpGanConfig, MlpGenerator};
 use deepgen_nn::loss::{cross_entropy_ignore, Reduction};
@@ -410,6 +410,7 @@ impl Task for AraeTask<'_> {
             None,
             &self.gan,
             &mut self.rng,
+            Share::whole(n),
         )?;
         // 3. Every n_critic steps, the generator, and the encoder towards
         //    the generator's codes (it lowers the critic's score of them).

@@ -160,7 +160,9 @@ impl Task for VaeTask<'_> {
                         .min(1.0)
             }
         };
-        let eps = Var::constant(self.model.noise(n, &mut self.rng));
+        // The whole global batch's noise, of which this rank takes its rows.
+        let noise = self.model.noise(batch.share.global, &mut self.rng);
+        let eps = Var::constant(batch.share.rows(noise)?);
         let e = elbo(self.model, &Var::constant(batch.images), &eps, beta)?;
         let (r, k) = (e.reconstruction, e.kl);
         self.updater.backward_step(e.loss)?;
