@@ -300,6 +300,11 @@ pub struct RunArgs {
     /// No progress bars (nor, without a terminal, progress lines on stderr)
     #[arg(long)]
     pub quiet: bool,
+    /// Under mpirun: BatchNorm statistics over the global batch, summed
+    /// across the ranks, so N processes train as one (default: each rank
+    /// normalises its share, as PyTorch DDP does)
+    #[arg(long)]
+    pub sync_batch_norm: bool,
 }
 
 impl RunArgs {
@@ -325,6 +330,7 @@ impl RunArgs {
             },
             monitor: self.monitor.clone().or(defaults.monitor.clone()),
             patience: self.patience,
+            sync_batch_norm: self.sync_batch_norm,
             ..defaults
         }
     }

@@ -48,9 +48,16 @@ pub struct Cli {
     command: Command,
 }
 
-/// The version line: the crate's version.
+/// The version line: the crate's version, and whether it can run
+/// data-parallel under mpirun.
 fn version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
+    match deepgen_dist::MPI_BUILT {
+        true => concat!(env!("CARGO_PKG_VERSION"), " (data-parallel: MPI)"),
+        false => concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (data-parallel: not built, see --features mpi)"
+        ),
+    }
 }
 
 // Parsed once per process: the size of the biggest variant does not matter.
@@ -136,7 +143,14 @@ enum Eval {
 
 /// Runs the command the arguments name.
 pub fn run(cli: Cli) -> Result<()> {
-    if let Some(n) = cli.threads {
+    // Ranks sharing a machine share its cores, unless --threads says.
+    let ranks_here = deepgen_dist::local_ranks();
+    let threads = cli.threads.or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (deepgen_dist::distributed() && std::env::var_os("RAYON_NUM_THREADS").is_none())
+            .then(|| (cores / ranks_here).max(1))
+    });
+    if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
