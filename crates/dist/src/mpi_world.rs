@@ -18,6 +18,7 @@ struct MpiWorld {
     rank: usize,
     size: usize,
     library: String,
+    send: std::sync::Mutex<Vec<f32>>,
 }
 
 // SAFETY: MPI was initialised with MPI_THREAD_FUNNELED and every method
@@ -51,6 +52,7 @@ pub(crate) fn join() -> Result<Universe> {
         comm,
         thread: std::thread::current().id(),
         library,
+        send: Default::default(),
     };
     crate::install(Box::new(world))?;
     Ok(universe)
@@ -66,7 +68,11 @@ impl Collective for MpiWorld {
     }
 
     fn sum_f32(&self, data: &mut [f32]) {
-        let send = data.to_vec();
+        // MPI reads the send buffer while writing the result: a copy, kept
+        // between calls (its pages fault in once, not every update).
+        let mut send = self.send.lock().unwrap_or_else(|e| e.into_inner());
+        send.clear();
+        send.extend_from_slice(data);
         self.comm()
             .all_reduce_into(&send[..], data, SystemOperation::sum());
     }

@@ -144,6 +144,8 @@ pub struct Updater {
     /// one process): its mean loss is weighted by it, so the ranks'
     /// gradients add up to the global batch's.
     share: f64,
+    /// The flattened gradients of a data-parallel update, kept between updates.
+    flat: std::cell::RefCell<Vec<f32>>,
 }
 
 /// Gradient values per all-reduce of a data-parallel update (PyTorch DDP's
@@ -203,6 +205,7 @@ impl Updater {
             total,
             last_grad_norm: None,
             share: 1.0,
+            flat: Default::default(),
         })
     }
 
@@ -309,12 +312,19 @@ impl Updater {
                 len += params[end].numel() + 1;
                 end += 1;
             }
+            debug_assert!(len > 0);
             let bucket = &params[start..end];
-            let mut flat = Vec::with_capacity(len);
+            // One buffer for the run: a fresh one each update would fault
+            // its pages in again every step.
+            let mut flat = self.flat.borrow_mut();
+            flat.clear();
             for p in bucket {
                 match p.grad() {
                     Some(g) => {
-                        flat.extend(g.to_vec());
+                        match g.as_slice() {
+                            Some(s) => flat.extend_from_slice(s),
+                            None => flat.extend(g.to_vec()),
+                        }
                         flat.push(1.0);
                     }
                     None => flat.extend(std::iter::repeat_n(0.0, p.numel() + 1)),
