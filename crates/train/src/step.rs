@@ -335,7 +335,9 @@ impl Updater {
             for p in bucket {
                 let n = p.numel();
                 if flat[at + n] > 0.0 {
-                    let g = Tensor::from_vec(flat[at..at + n].to_vec(), &p.shape())?;
+                    // A pooled buffer: already mapped, unlike a fresh Vec.
+                    let buf = deepgen_tensor::storage::Buffer::copy_of(&flat[at..at + n]);
+                    let g = Tensor::from_buffer(buf, &p.shape())?;
                     p.set_grad(Some(g))?;
                 }
                 at += n + 1;
