@@ -20,33 +20,16 @@ import time
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gan_compare import make_nets  # noqa: E402
-
-
-class VAE(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 400)
-        self.fc21 = nn.Linear(400, 20)
-        self.fc22 = nn.Linear(400, 20)
-        self.fc3 = nn.Linear(20, 400)
-        self.fc4 = nn.Linear(400, 784)
-
-    def forward(self, x):
-        h1 = F.relu(self.fc1(x))
-        mu, logvar = self.fc21(h1), self.fc22(h1)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+from gan_compare import iteration, make_nets  # noqa: E402
+from vae_compare import VAE, loss_parts  # noqa: E402
 
 
 def vae_loss(recon, x, mu, logvar):
-    bce = F.binary_cross_entropy(recon, x, reduction="sum")
-    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    bce, kld = loss_parts(recon, x, mu, logvar)
+    return bce + kld
 
 
 def vae_epoch(rank, ranks):
@@ -82,24 +65,12 @@ def dcgan_iteration(rank, ranks, iters=20):
         g, d = DDP(g), DDP(d)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    n = 64 // ranks
-    real = torch.rand(n, 1, 28, 28) * 2 - 1
-    ones, zeros = torch.ones(n), torch.zeros(n)
+    real = torch.rand(64 // ranks, 1, 28, 28) * 2 - 1
     times = []
     for i in range(iters + 5):
         barrier(ranks)
         t = time.perf_counter()
-        d.zero_grad()
-        loss_real = F.binary_cross_entropy_with_logits(d(real).view(-1), ones)
-        loss_real.backward()
-        fake = g(torch.randn(n, 100, 1, 1))
-        loss_fake = F.binary_cross_entropy_with_logits(d(fake.detach()).view(-1), zeros)
-        loss_fake.backward()
-        opt_d.step()
-        g.zero_grad()
-        loss_g = F.binary_cross_entropy_with_logits(d(fake).view(-1), ones)
-        loss_g.backward()
-        opt_g.step()
+        iteration(g, d, opt_g, opt_d, real)
         if i >= 5:
             times.append(time.perf_counter() - t)
     return statistics.median(times)

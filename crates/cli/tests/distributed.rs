@@ -157,25 +157,46 @@ fn single(bin: &Path, flags: &str, out: &Path) -> Command {
     cmd
 }
 
+/// What an MPI test holds: the binary, its turn on the machine, a directory.
+struct Job {
+    bin: PathBuf,
+    dir: Scratch,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+/// A job named `name`, or None when the MPI tests are skipped.
+fn job(name: &str) -> Option<Job> {
+    let bin = mpi_deepgen()?;
+    let turn = JOBS.lock().unwrap_or_else(|e| e.into_inner());
+    Some(Job {
+        bin,
+        dir: Scratch::new(name),
+        _turn: turn,
+    })
+}
+
+/// Runs `cmd`, which must succeed within the limit.
+fn succeeds(cmd: Command, what: &str) -> Output {
+    let o = run_within(cmd, LIMIT);
+    assert!(o.status.success(), "{what}: {}", text(&o));
+    o
+}
+
 const LIMIT: Duration = Duration::from_secs(300);
 
 /// Trains `flags` in one process and on 2 and 3 ranks; every module file
 /// must agree within 1e-5 relative, and each run must report bit-identical
 /// ranks. Returns the distances.
 fn equivalence(name: &str, flags: &str, files: &[&str]) -> Vec<f64> {
-    let Some(bin) = mpi_deepgen() else {
+    let Some(Job { bin, dir, _turn }) = job(&name.replace([' ', ','], "-")) else {
         return Vec::new();
     };
-    let _one_at_a_time = JOBS.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Scratch::new(&name.replace([' ', ','], "-"));
     let one = dir.0.join("one");
-    let o = run_within(single(&bin, flags, &one), LIMIT);
-    assert!(o.status.success(), "{name}, one process: {}", text(&o));
+    succeeds(single(&bin, flags, &one), name);
     let mut found = Vec::new();
     for ranks in [2, 3] {
         let out = dir.0.join(format!("ranks{ranks}"));
-        let o = run_within(mpirun(&[(ranks, args(&bin, flags, &out))]), LIMIT);
-        assert!(o.status.success(), "{name}, {ranks} ranks: {}", text(&o));
+        let o = succeeds(mpirun(&[(ranks, args(&bin, flags, &out))]), name);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
             err.contains(&format!("{ranks} ranks")) && err.contains("bit-identical"),
@@ -231,17 +252,12 @@ fn a_dcgan_with_synchronised_batch_norm_on_2_and_3_ranks_trains_the_model_of_one
 fn a_dcgan_without_synchronised_batch_norm_trains_another_model() {
     // The control of the test above: each rank normalising its own share
     // (PyTorch DDP's default) is a different model.
-    let Some(bin) = mpi_deepgen() else {
+    let Some(Job { bin, dir, _turn }) = job("unsynchronised") else {
         return;
     };
-    let _one_at_a_time = JOBS.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Scratch::new("unsynchronised");
     let (one, two) = (dir.0.join("one"), dir.0.join("two"));
-    assert!(run_within(single(&bin, DCGAN, &one), LIMIT)
-        .status
-        .success());
-    let o = run_within(mpirun(&[(2, args(&bin, DCGAN, &two))]), LIMIT);
-    assert!(o.status.success(), "{}", text(&o));
+    succeeds(single(&bin, DCGAN, &one), "one process");
+    succeeds(mpirun(&[(2, args(&bin, DCGAN, &two))]), "2 ranks");
     let d = distance(
         &one.join("generator.safetensors"),
         &two.join("generator.safetensors"),
@@ -254,11 +270,9 @@ const VAE: &str = "train vae --arch mlp --synthetic-size 400 --batch-size 16";
 
 #[test]
 fn a_killed_rank_stops_the_run_and_resume_continues_it_exactly() {
-    let Some(bin) = mpi_deepgen() else {
+    let Some(Job { bin, dir, _turn }) = job("killed") else {
         return;
     };
-    let _one_at_a_time = JOBS.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Scratch::new("killed");
     let (run, one) = (dir.0.join("run"), dir.0.join("one"));
     let flags = format!("{VAE} --epochs 3");
     // Rank 1 dies (abort, as kill -9: no destructor runs) at its 30th step,
@@ -290,13 +304,10 @@ fn a_killed_rank_stops_the_run_and_resume_continues_it_exactly() {
     assert!(last.trim().starts_with("epoch-0001"), "{last}");
     let mut resume = args(&bin, &flags, &run);
     resume.push("--resume".into());
-    let o = run_within(mpirun(&[(2, resume)]), LIMIT);
-    assert!(o.status.success(), "{}", text(&o));
+    succeeds(mpirun(&[(2, resume)]), "the resumed run");
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 4, "{metrics}");
-    assert!(run_within(single(&bin, &flags, &one), LIMIT)
-        .status
-        .success());
+    succeeds(single(&bin, &flags, &one), "one process");
     let d = distance(
         &one.join("model.safetensors"),
         &run.join("model.safetensors"),
@@ -307,11 +318,9 @@ fn a_killed_rank_stops_the_run_and_resume_continues_it_exactly() {
 
 #[test]
 fn ranks_started_with_different_settings_all_stop_naming_the_difference() {
-    let Some(bin) = mpi_deepgen() else {
+    let Some(Job { bin, dir, _turn }) = job("settings") else {
         return;
     };
-    let _one_at_a_time = JOBS.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Scratch::new("settings");
     let run = dir.0.join("run");
     let flags = format!("{VAE} --epochs 1");
     let mut other = args(&bin, &flags, &run);
@@ -328,30 +337,22 @@ fn ranks_started_with_different_settings_all_stop_naming_the_difference() {
 
 #[test]
 fn a_resume_on_another_number_of_ranks_says_so_and_continues_exactly() {
-    let Some(bin) = mpi_deepgen() else {
+    let Some(Job { bin, dir, _turn }) = job("resume") else {
         return;
     };
-    let _one_at_a_time = JOBS.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Scratch::new("resume");
     let (run, one) = (dir.0.join("run"), dir.0.join("one"));
-    let o = run_within(
-        mpirun(&[(2, args(&bin, &format!("{VAE} --epochs 1"), &run))]),
-        LIMIT,
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    let first = args(&bin, &format!("{VAE} --epochs 1"), &run);
+    succeeds(mpirun(&[(2, first)]), "2 ranks");
     let mut resume = args(&bin, &format!("{VAE} --epochs 2"), &run);
     resume.push("--resume".into());
-    let o = run_within(mpirun(&[(3, resume)]), LIMIT);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = succeeds(mpirun(&[(3, resume)]), "3 ranks");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("written by 2 process(es), this run has 3"),
         "{err}"
     );
     let flags = format!("{VAE} --epochs 2");
-    assert!(run_within(single(&bin, &flags, &one), LIMIT)
-        .status
-        .success());
+    succeeds(single(&bin, &flags, &one), "one process");
     let d = distance(
         &one.join("model.safetensors"),
         &run.join("model.safetensors"),
