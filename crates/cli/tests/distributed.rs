@@ -266,6 +266,21 @@ fn a_dcgan_without_synchronised_batch_norm_trains_another_model() {
     assert!(d > 1e-4, "{d:e}");
 }
 
+#[test]
+fn the_text_models_on_2_and_3_ranks_train_the_models_of_one_process() {
+    // 20 updates each: word dropout and code noise are drawn per global
+    // row, and the language model's loss is the mean over the global
+    // batch's tokens.
+    let small = "--sentences 400 --batch-size 16 --epochs 1 --embed 16 --hidden 32";
+    let vae = format!("train text-vae {small} --latent 8 --word-dropout 0.3");
+    equivalence("sentence VAE", &vae, &["model"]);
+    let arae =
+        format!("train text-gan {small} --code 16 --noise 8 --gan-hidden 32 --word-dropout 0.3");
+    equivalence("ARAE", &arae, &["model"]);
+    let lm = format!("train text-lm {small}");
+    equivalence("language model", &lm, &["model"]);
+}
+
 const VAE: &str = "train vae --arch mlp --synthetic-size 400 --batch-size 16";
 
 #[test]

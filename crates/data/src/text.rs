@@ -342,6 +342,13 @@ pub struct TextBatch {
     pub targets: Vec<usize>,
     pub lengths: Vec<usize>,
     pub time: usize,
+    /// The global row of the first line (its rank's share offset in a
+    /// data-parallel step; 0 otherwise): per-row random draws use it, so a
+    /// line gets the same draw on whichever rank it lands.
+    pub first_row: usize,
+    /// Lines in the global batch (more than this batch's in a data-parallel
+    /// step): batch statistics such as free bits' mean KL are taken over it.
+    pub global_rows: usize,
 }
 
 /// The batch of `lines` (token ids without specials).
@@ -360,6 +367,8 @@ pub fn batch(lines: &[&[usize]]) -> TextBatch {
         targets,
         lengths: lines.iter().map(|l| l.len() + 1).collect(),
         time,
+        first_row: 0,
+        global_rows: lines.len(),
     }
 }
 

@@ -198,8 +198,23 @@ impl Arae {
 
     /// `n` generated codes from noise drawn from `rng`.
     pub fn generated_codes<R: Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Result<Var<f32>> {
-        let z = Var::constant(Tensor::randn(&[n, self.config.noise], 0.0, 1.0, rng));
-        self.generator.forward(&z)
+        self.generated_codes_for(Share::whole(n), rng)
+    }
+
+    /// `share`'s rows of a global batch of generated codes: the noise is
+    /// drawn for the whole global batch (a data-parallel step's), so each
+    /// row gets what one process would give it.
+    pub fn generated_codes_for<R: Rng + ?Sized>(
+        &self,
+        share: Share,
+        rng: &mut R,
+    ) -> Result<Var<f32>> {
+        let z = Tensor::randn(&[share.global, self.config.noise], 0.0, 1.0, rng);
+        let z = share.rows(z).map_err(|e| deepgen_nn::Error::Invalid {
+            op: "generated_codes",
+            msg: e.to_string(),
+        })?;
+        self.generator.forward(&Var::constant(z))
     }
 
     /// `n` sentences: generated codes, decoded (greedy at `temperature` 0).
@@ -375,6 +390,7 @@ impl Task for AraeTask<'_> {
 
     fn step(&mut self, b: Batch, at: At) -> deepgen_train::Result<StepValues> {
         let (m, c) = (self.model, self.config);
+        let batch_share = b.share;
         let ae = &m.autoencoder;
         let lines: Vec<&[usize]> = b
             .indices
@@ -382,24 +398,27 @@ impl Task for AraeTask<'_> {
             .map(|&i| self.set.train[i].as_slice())
             .collect();
         let n = lines.len();
-        let b = batch(&lines);
+        let share = batch_share;
+        let mut b = batch(&lines);
+        (b.first_row, b.global_rows) = (share.offset, share.global);
         let step = at.epoch * self.batches + at.batch;
         // 1. The autoencoder, from noisy codes.
         let code = ae.code(&b).map_err(nn)?;
         let real = code.value();
+        // Noise and draws for the global batch; this rank takes its rows.
         let eps = Tensor::randn(
-            &[n, m.config.code],
+            &[share.global, m.config.code],
             0.0,
             self.noise_std(step) as f32,
             &mut self.rng,
         );
-        let noisy = code.add(&Var::constant(eps))?;
-        let inputs = word_dropout(&b.inputs, c.word_dropout, &mut self.rng);
+        let noisy = code.add(&Var::constant(share.rows(eps)?))?;
+        let inputs = word_dropout(&b, c.word_dropout, &mut self.rng);
         let rec = ae.reconstruction(&b, &noisy, &inputs).map_err(nn)?;
         drop((code, noisy));
         let (rec, _) = self.opt_ae.backward_step(rec)?;
         // 2. The critic: the encoder's codes against the generator's.
-        let fake = no_grad(|| m.generated_codes(n, &mut self.rng))
+        let fake = no_grad(|| m.generated_codes_for(share, &mut self.rng))
             .map_err(nn)?
             .value();
         let d = discriminator_step(
@@ -410,13 +429,13 @@ impl Task for AraeTask<'_> {
             None,
             &self.gan,
             &mut self.rng,
-            Share::whole(n),
+            share,
         )?;
         // 3. Every n_critic steps, the generator, and the encoder towards
         //    the generator's codes (it lowers the critic's score of them).
         let (mut g_loss, mut enc) = (None, None);
         if (at.batch + 1).is_multiple_of(c.n_critic) {
-            let fake = m.generated_codes(n, &mut self.rng).map_err(nn)?;
+            let fake = m.generated_codes_for(share, &mut self.rng).map_err(nn)?;
             g_loss = Some(generator_step(
                 &m.critic,
                 &mut self.opt_g,

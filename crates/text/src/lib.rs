@@ -179,17 +179,23 @@ impl<T: Element> SentenceVae<T> {
                 .exp()
                 .mul(&Var::constant(eps.clone()))?,
         )?;
-        let inputs = word_dropout(&b.inputs, objective.word_dropout, rng);
+        let inputs = word_dropout(b, objective.word_dropout, rng);
         let (logits, _) = self.decode(&z, &inputs, &b.lengths, b.time)?;
         let rec = cross_entropy_ignore(&logits, &b.targets, PAD, Reduction::Sum)?
             .mul_scalar(T::of(1.0 / n as f64));
-        // KL per dimension, batch mean: -1/2 (1 + logvar - mu^2 - e^logvar).
-        let kl_dims = logvar
+        // KL per dimension, mean over the (global) batch: -1/2 (1 + logvar
+        // - mu^2 - e^logvar). Free bits clamp that mean, so in a
+        // data-parallel step it is summed over the ranks first (the sum's
+        // gradient is the ranks' gradients summed).
+        let mut kl_sums = logvar
             .add_scalar(T::one())
             .sub(&mu.square())?
             .sub(&logvar.exp())?
-            .sum(&[0], false)?
-            .mul_scalar(T::of(-0.5 / n as f64));
+            .sum(&[0], false)?;
+        if b.global_rows > n {
+            kl_sums = deepgen_dist::all_sum(&kl_sums)?;
+        }
+        let kl_dims = kl_sums.mul_scalar(T::of(-0.5 / b.global_rows.max(n) as f64));
         let kl = kl_dims.sum_all()?;
         // Free bits: max(kl_d, lambda) = lambda + relu(kl_d - lambda).
         let penalised = match objective.free_bits {
@@ -407,18 +413,24 @@ fn to_f64<T: Element>(t: &Tensor<T>) -> Vec<f64> {
 
 /// The decoder inputs with each token but `<bos>` and `<pad>` replaced by
 /// `<unk>` with probability `p` (Bowman's word dropout).
-pub fn word_dropout<R: Rng + ?Sized>(inputs: &[usize], p: f64, rng: &mut R) -> Vec<usize> {
+pub fn word_dropout<R: Rng + ?Sized>(b: &TextBatch, p: f64, rng: &mut R) -> Vec<usize> {
     if p <= 0.0 {
-        return inputs.to_vec();
+        return b.inputs.to_vec();
     }
-    inputs
-        .iter()
-        .map(|&t| match t {
+    // One draw from the step's generator seeds every row's own stream,
+    // numbered by the row's global index (TextBatch::first_row).
+    let seed: u64 = rng.random();
+    let mut out = Vec::with_capacity(b.inputs.len());
+    for (r, row) in b.inputs.chunks(b.time.max(1)).enumerate() {
+        let mut row_rng = ChaCha8Rng::seed_from_u64(seed);
+        row_rng.set_stream((b.first_row + r) as u64);
+        out.extend(row.iter().map(|&t| match t {
             BOS | PAD => t,
-            _ if rng.random::<f64>() < p => UNK,
+            _ if row_rng.random::<f64>() < p => UNK,
             _ => t,
-        })
-        .collect()
+        }));
+    }
+    out
 }
 
 /// A token from logits: the largest (temperature 0) or a sample of

@@ -189,9 +189,15 @@ impl Task for LmTask<'_> {
             .iter()
             .map(|&i| self.set.train[i].as_slice())
             .collect();
+        let weight = b.share.weight();
         let b = batch(&lines);
-        let tokens = b.lengths.iter().sum::<usize>() as f32;
-        let loss = self.model.nll(&b).map_err(nn)?.mul_scalar(1.0 / tokens);
+        // The mean over the global batch's tokens: the runtime weighs each
+        // rank's loss by its share of the lines, so this rank's token sum is
+        // divided by the global token count and by that weight.
+        let mut tokens = [b.lengths.iter().sum::<usize>() as f64];
+        deepgen_dist::world().sum_f64(&mut tokens);
+        let scale = 1.0 / (tokens[0] * weight);
+        let loss = self.model.nll(&b).map_err(nn)?.mul_scalar(scale as f32);
         let (value, _) = self.updater.backward_step(loss)?;
         Ok(StepValues::new(lines.len(), vec![Some(value)]))
     }

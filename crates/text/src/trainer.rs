@@ -256,15 +256,20 @@ impl Task for TextTask<'_> {
             word_dropout: c.word_dropout,
             free_bits: c.free_bits,
         };
+        // The global batch's noise, of which this rank takes its rows.
+        let share = b.share;
         let eps = Tensor::randn(
-            &[lines.len(), self.model.config.latent],
+            &[share.global, self.model.config.latent],
             0.0,
             1.0,
             &mut self.rng,
         );
+        let eps = share.rows(eps)?;
+        let mut tb = batch(&lines);
+        (tb.first_row, tb.global_rows) = (share.offset, share.global);
         let t = self
             .model
-            .terms(&batch(&lines), &eps, objective, &mut self.rng)
+            .terms(&tb, &eps, objective, &mut self.rng)
             .map_err(nn)?;
         self.updater.backward_step(t.loss)?;
         Ok(StepValues {
