@@ -145,7 +145,7 @@ pub struct Updater {
     /// gradients add up to the global batch's.
     share: f64,
     /// The flattened gradients of a data-parallel update, kept between updates.
-    flat: std::cell::RefCell<Vec<f32>>,
+    flat: Vec<f32>,
 }
 
 /// Gradient values per all-reduce of a data-parallel update (PyTorch DDP's
@@ -298,7 +298,7 @@ impl Updater {
     /// on every rank. Each parameter carries a flag, so one that no rank
     /// gave a gradient keeps none (and the optimizer skips it, as in one
     /// process).
-    fn reduce_grads(&self) -> Result<()> {
+    fn reduce_grads(&mut self) -> Result<()> {
         let world = deepgen_dist::world();
         if world.size() == 1 {
             return Ok(());
@@ -312,11 +312,10 @@ impl Updater {
                 len += params[end].numel() + 1;
                 end += 1;
             }
-            debug_assert!(len > 0);
             let bucket = &params[start..end];
             // One buffer for the run: a fresh one each update would fault
             // its pages in again every step.
-            let mut flat = self.flat.borrow_mut();
+            let flat = &mut self.flat;
             flat.clear();
             for p in bucket {
                 match p.grad() {
@@ -330,7 +329,7 @@ impl Updater {
                     None => flat.extend(std::iter::repeat_n(0.0, p.numel() + 1)),
                 }
             }
-            world.sum_f32(&mut flat);
+            world.sum_f32(flat);
             let mut at = 0;
             for p in bucket {
                 let n = p.numel();
